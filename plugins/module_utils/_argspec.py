@@ -1,0 +1,84 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbdr.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Option blocks shared by the modules; each matches a doc fragment of the same name."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+from ansible_collections.dbdr.backup.plugins.module_utils._pg import ConnectionParams
+
+
+def postgres_argspec():
+    """community.postgresql's connection option names (doc fragment dbdr.backup.postgres)."""
+    return dict(
+        login_host=dict(type="str", default="", aliases=["host"]),
+        login_port=dict(type="int", default=5432, aliases=["port"]),
+        login_user=dict(type="str", default="postgres", aliases=["login"]),
+        login_password=dict(type="str", default="", no_log=True),
+        login_unix_socket=dict(type="str", default="", aliases=["unix_socket"]),
+        login_db=dict(type="str", default="postgres"),
+        ssl_mode=dict(type="str", default="prefer",
+                      choices=["allow", "disable", "prefer", "require", "verify-ca", "verify-full"]),
+        ca_cert=dict(type="str", aliases=["ssl_rootcert"]),
+        connect_timeout=dict(type="int", default=10),
+    )
+
+
+def repository_argspec():
+    """doc fragment dbdr.backup.repository"""
+    return dict(
+        repository=dict(type="dict", required=True, options=dict(
+            type=dict(type="str", default="local", choices=["local", "s3"]),
+            path=dict(type="path"),
+            bucket=dict(type="str"),
+            prefix=dict(type="str", default=""),
+            region=dict(type="str"),
+            endpoint_url=dict(type="str"),
+            profile=dict(type="str"),
+            access_key=dict(type="str", no_log=True),
+            secret_key=dict(type="str", no_log=True),
+            session_token=dict(type="str", no_log=True),
+            storage_class=dict(type="str", choices=["STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
+                                                    "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE", "REDUCED_REDUNDANCY"]),
+            sse=dict(type="str", choices=["AES256", "aws:kms"]),
+            sse_kms_key_id=dict(type="str"),
+            validate_certs=dict(type="bool", default=True),
+            retries=dict(type="int", default=5),
+        ), required_if=[("type", "local", ["path"]), ("type", "s3", ["bucket"])]),
+        cluster=dict(type="str", required=True),
+    )
+
+
+def encryption_argspec():
+    """doc fragment dbdr.backup.encryption"""
+    return dict(
+        encryption=dict(type="dict", default={"type": "gpg"}, options=dict(
+            type=dict(type="str", default="gpg", choices=["gpg", "none"]),
+            recipients=dict(type="list", elements="str", default=[]),
+            gnupghome=dict(type="path"),
+            passphrase=dict(type="str", no_log=True),
+            passphrase_file=dict(type="path", no_log=False),
+            allow_unencrypted=dict(type="bool", default=False),
+        )),
+    )
+
+
+def compression_argspec():
+    """doc fragment dbdr.backup.compression"""
+    return dict(
+        compression=dict(type="dict", default={"algorithm": "zstd"}, options=dict(
+            algorithm=dict(type="str", default="zstd", choices=["zstd", "gzip", "none"]),
+            level=dict(type="int"),
+            threads=dict(type="int", default=1),
+        )),
+    )
+
+
+def connection_params(params):
+    """ConnectionParams from a module's validated parameters."""
+    return ConnectionParams(
+        host=params.get("login_host"), port=params.get("login_port"), user=params.get("login_user"),
+        password=params.get("login_password"), unix_socket=params.get("login_unix_socket"),
+        ssl_mode=params.get("ssl_mode"), ca_cert=params.get("ca_cert"), login_db=params.get("login_db"),
+        connect_timeout=params.get("connect_timeout"))

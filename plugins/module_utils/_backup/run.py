@@ -1,0 +1,272 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbdr.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Do a planned backup: lock, stream every dump into the repository, write the manifest last.
+
+A failure anywhere removes what this run wrote, leaves no manifest, and raises an error that
+names the stage; the lock is released in every case.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible_collections.dbdr.backup.plugins.module_utils import _compression, _gpg, _pg
+from ansible_collections.dbdr.backup.plugins.module_utils._audit import write_audit
+from ansible_collections.dbdr.backup.plugins.module_utils._errors import DbdrError, StageError, StorageError
+from ansible_collections.dbdr.backup.plugins.module_utils._layout import (
+    MANIFEST_NAME, backup_id_for, backup_prefix, backups_prefix, isoformat, lock_key, manifest_key, object_key,
+    utc_now)
+from ansible_collections.dbdr.backup.plugins.module_utils._manifest import DatabaseRecord, Manifest, StoredObjectRecord
+from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import HashingReader, Pipeline, Stage, run_checked
+
+COLLECTION_VERSION = "0.1.0"
+
+
+class BackupResult:
+    def __init__(self, manifest, duration_seconds, orphans_removed, audit_key, warnings):
+        self.manifest = manifest
+        self.duration_seconds = duration_seconds
+        self.orphans_removed = orphans_removed
+        self.audit_key = audit_key
+        self.warnings = warnings
+
+    @property
+    def bytes(self):
+        return self.manifest.total_bytes
+
+    @property
+    def throughput_bytes_per_second(self):
+        return int(self.bytes / self.duration_seconds) if self.duration_seconds > 0 else None
+
+
+def _tail_stages(plan):
+    stages = []
+    compress = _compression.compress_stage(plan.compression)
+    if compress is not None:
+        stages.append(compress)
+    if plan.recipients:
+        stages.append(_gpg.encrypt_stage(plan.gnupghome, plan.recipients))
+    return stages
+
+
+def _store(plan, backup_id, name, stages, size_hint, written):
+    """Run the stages into the repository; returns the StoredObjectRecord fields."""
+    key = object_key(plan.request.cluster, backup_id, name)
+    written.append(key)
+    with Pipeline(stages) as pipe:
+        reader = HashingReader(pipe.stdout)
+        plan.repository.put_stream(key, reader, plan.request.gfs_class, size_hint=size_hint)
+        pipe.finish()
+    return reader.bytes, reader.hexdigest()
+
+
+class _RowCounter(threading.Thread):
+    """Counts rows in the dump's snapshot while pg_dump streams, on the connection that exported it."""
+
+    def __init__(self, conn, tables):
+        super(_RowCounter, self).__init__(name="dbdr-row-counter")
+        self.daemon = True
+        self.conn = conn
+        self.tables = tables
+        self.counts = []
+        self.error = None
+
+    def run(self):
+        try:
+            for schema, name in self.tables:
+                self.counts.append((schema, name, _pg.count_rows(self.conn, schema, name)))
+        except Exception as exc:  # pylint: disable=broad-except
+            self.error = exc
+
+
+def _tables_to_count(relations, db_plan):
+    if db_plan.include is not None:
+        chosen = db_plan.include
+    else:
+        excluded = set(db_plan.exclude)
+        chosen = [r for r in relations if r not in excluded]
+    return [(s, n) for s, n, kind in chosen if kind == "r"]
+
+
+def _dump_argv(plan, db_plan, snapshot, output_dir=None):
+    request = plan.request
+    argv = [plan.tools["pg_dump"]["path"], "--no-password", "--compress=0", "--snapshot=" + snapshot]
+    if request.dump_format == "custom":
+        argv.append("--format=custom")
+    else:
+        argv.extend(["--format=directory", "--jobs=%d" % request.jobs, "--file=" + output_dir])
+    if request.schema_only:
+        argv.append("--schema-only")
+    if request.data_only:
+        argv.append("--data-only")
+    if request.lock_wait_timeout:
+        argv.append("--lock-wait-timeout=%ds" % request.lock_wait_timeout)
+    for schema, name, _kind in db_plan.include or []:
+        argv.append("--table=" + _pg.exact_table_pattern(schema, name))
+    for schema, name, _kind in db_plan.exclude:
+        argv.append("--exclude-table=" + _pg.exact_table_pattern(schema, name))
+    return argv
+
+
+def _dump_database(plan, db_plan, backup_id, passfile, written):
+    request = plan.request
+    started = time.monotonic()
+    conn = _pg.connect(request.connection, db_plan.name, autocommit=False)
+    tmp = None
+    try:
+        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        snapshot = _pg.fetch_value(conn, "SELECT pg_export_snapshot()")
+        tables = [] if request.schema_only else _tables_to_count(_pg.user_relations(conn), db_plan)
+        counter = _RowCounter(conn, tables)
+        env = request.connection.child_env(db_plan.name, passfile)
+        if request.dump_format == "custom":
+            counter.start()
+            stages = [Stage("pg_dump", _dump_argv(plan, db_plan, snapshot), env=env)] + _tail_stages(plan)
+            size, sha = _store(plan, backup_id, db_plan.object_name, stages, db_plan.size_bytes, written)
+        else:
+            # Directory format needs a real directory (pg_dump --jobs writes files in parallel).
+            tmp = tempfile.mkdtemp(prefix="dbdr-dump-", dir=request.tmp_dir)
+            counter.start()
+            run_checked(Stage("pg_dump", _dump_argv(plan, db_plan, snapshot, os.path.join(tmp, "dump")), env=env))
+            tar = Stage("tar", ["tar", "-C", tmp, "-cf", "-", "dump"], env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+            size, sha = _store(plan, backup_id, db_plan.object_name, [tar] + _tail_stages(plan), db_plan.size_bytes, written)
+        counter.join()
+        if counter.error is not None:
+            raise StageError("counting rows in database %r failed: %s" % (db_plan.name, counter.error), stage="row count")
+        conn.rollback()
+    finally:
+        conn.close()
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    record = StoredObjectRecord(db_plan.object_name, "database", size, sha, database=db_plan.name)
+    database = DatabaseRecord(db_plan.name, db_plan.object_name, db_plan.size_bytes, counter.counts,
+                              round(time.monotonic() - started, 3))
+    return record, database
+
+
+def _dump_globals(plan, backup_id, passfile, written):
+    request = plan.request
+    argv = [plan.tools["pg_dumpall"]["path"], "--no-password", "--globals-only", "-l", request.connection.login_db]
+    if not plan.is_superuser:
+        # Role passwords live in pg_authid, which only superusers may read.
+        argv.append("--no-role-passwords")
+    stages = [Stage("pg_dumpall", argv, env=request.connection.child_env(None, passfile))] + _tail_stages(plan)
+    size, sha = _store(plan, backup_id, plan.globals_object, stages, None, written)
+    info = {"object": plan.globals_object, "role_passwords": plan.is_superuser}
+    return StoredObjectRecord(plan.globals_object, "globals", size, sha), info
+
+
+def _allocate_backup_id(repository, cluster):
+    """The UTC start second; wait for the next one if a backup already used it."""
+    for _attempt in range(5):
+        moment = utc_now().replace(microsecond=0)
+        backup_id = backup_id_for(moment)
+        if not repository.list_keys(backup_prefix(cluster, backup_id)):
+            return backup_id, moment
+        time.sleep(1.05 - utc_now().microsecond / 1e6)
+    raise StorageError("could not allocate a new backup id in %s" % repository.describe(backups_prefix(cluster)))
+
+
+def _sweep_orphans(repository, cluster, warnings):
+    """Remove what failed or killed runs left: backups without a manifest, partial uploads.
+
+    Safe because the caller holds the cluster's lock: nothing else is writing backups now.
+    """
+    removed = repository.sweep_incomplete(backups_prefix(cluster))
+    by_backup = {}
+    prefix = backups_prefix(cluster)
+    for key in repository.list_keys(prefix):
+        backup_id = key[len(prefix):].split("/", 1)[0]
+        by_backup.setdefault(backup_id, []).append(key)
+    for backup_id, keys in sorted(by_backup.items()):
+        if any(k.endswith("/" + MANIFEST_NAME) for k in keys):
+            continue
+        try:
+            for key in keys:
+                repository.delete(key)
+                removed += 1
+        except StorageError as exc:
+            warnings.append("could not remove the objects of incomplete backup %s (ignored: it has no manifest): %s"
+                            % (backup_id, exc))
+    return removed
+
+
+def _cleanup(repository, written, warnings):
+    for key in reversed(written):
+        try:
+            repository.delete(key)
+        except Exception as exc:  # pylint: disable=broad-except
+            warnings.append("could not remove %s after the failure (it has no manifest and is ignored): %s"
+                            % (repository.describe(key), exc))
+
+
+def run_backup(plan):
+    request = plan.request
+    repository = plan.repository
+    started = utc_now()
+    clock = time.monotonic()
+    warnings = []
+    holder = {"operation": "backup", "started_at": isoformat(started)}
+    audit_details = {"plan": plan.to_dict()}
+    written = []
+    with repository.lock(lock_key(request.cluster), holder):
+        try:
+            orphans = _sweep_orphans(repository, request.cluster, warnings)
+            backup_id, started = _allocate_backup_id(repository, request.cluster)
+            audit_details["backup_id"] = backup_id
+            objects, databases, globals_info = [], [], None
+            with _pg.password_file(request.connection) as passfile:
+                if plan.globals_object:
+                    record, globals_info = _dump_globals(plan, backup_id, passfile, written)
+                    objects.append(record)
+                workers = request.jobs if request.dump_format == "custom" else 1
+                if workers > 1 and len(plan.databases) > 1:
+                    with ThreadPoolExecutor(max_workers=workers) as pool:
+                        futures = [pool.submit(_dump_database, plan, db, backup_id, passfile, written)
+                                   for db in plan.databases]
+                        results = [f.result() for f in futures]
+                else:
+                    results = [_dump_database(plan, db, backup_id, passfile, written) for db in plan.databases]
+            for record, database in results:
+                objects.append(record)
+                databases.append(database)
+            finished = utc_now()
+            manifest = Manifest(
+                backup_id, request.cluster, request.kind, isoformat(started), isoformat(finished), objects, databases,
+                server={"version": plan.server.version, "version_num": plan.server.version_num,
+                        "system_identifier": plan.server.system_identifier, "in_recovery": plan.server.in_recovery},
+                tools=dict((k, v["version"]) for k, v in plan.tools.items()), host=socket.gethostname(),
+                compression=plan.compression,
+                encryption={"type": plan.encryption_type, "cipher": _gpg.CIPHER if plan.recipients else None,
+                            "recipients": [r.to_dict() for r in plan.recipients]},
+                dump={"format": request.dump_format, "schema_only": request.schema_only, "data_only": request.data_only,
+                      "tables": request.tables, "exclude_tables": request.exclude_tables,
+                      "dbdr_backup_version": COLLECTION_VERSION},
+                gfs_class=request.gfs_class, labels=request.labels, globals_info=globals_info,
+                duration_seconds=round(time.monotonic() - clock, 3))
+            # The manifest is written last: until it exists, the backup does not.
+            repository.put_bytes(manifest_key(request.cluster, backup_id), manifest.to_json(), request.gfs_class)
+        except BaseException as exc:
+            _cleanup(repository, written, warnings)
+            audit_details["error"] = str(exc) or exc.__class__.__name__
+            audit_details["warnings"] = warnings
+            try:
+                write_audit(repository, request.cluster, "backup", started, "failed", audit_details)
+            except Exception:  # pylint: disable=broad-except
+                pass
+            if isinstance(exc, DbdrError) or not isinstance(exc, Exception):
+                raise
+            raise StageError("unexpected %s: %s" % (exc.__class__.__name__, exc), stage="backup")
+        audit_details.update({"bytes": manifest.total_bytes, "objects": [o.to_dict() for o in objects],
+                              "warnings": warnings})
+        audit = write_audit(repository, request.cluster, "backup", started, "ok", audit_details)
+    return BackupResult(manifest, round(time.monotonic() - clock, 3), orphans, audit, warnings)

@@ -1,0 +1,308 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbdr.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""PostgreSQL: connections, child-process environments, catalog queries and tool lookup."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+
+from ansible_collections.dbdr.backup.plugins.module_utils._errors import ConnectError, InputError
+from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import Stage, run_checked
+
+try:
+    import psycopg2
+    from psycopg2 import sql
+    HAS_PSYCOPG2 = True
+    PSYCOPG2_IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - reported by the module
+    HAS_PSYCOPG2 = False
+    PSYCOPG2_IMPORT_ERROR = exc
+
+APPLICATION_NAME = "dbdr.backup"
+# Environment passed on to libpq children; everything else (including PGPASSWORD and any
+# cloud credentials of the controller) stays out of their environment.
+_INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+
+
+class ConnectionParams:
+    """The community.postgresql connection options, as plain values."""
+
+    def __init__(self, host=None, port=5432, user="postgres", password=None, unix_socket=None,
+                 ssl_mode="prefer", ca_cert=None, login_db="postgres", connect_timeout=10):
+        self.host = host or None
+        self.port = int(port) if port else 5432
+        self.user = user or "postgres"
+        self.password = password or None
+        self.unix_socket = unix_socket or None
+        self.ssl_mode = ssl_mode or "prefer"
+        self.ca_cert = ca_cert or None
+        self.login_db = login_db or "postgres"
+        self.connect_timeout = int(connect_timeout or 10)
+
+    @property
+    def effective_host(self):
+        # community.postgresql: a socket directory wins when no host is given.
+        if self.host:
+            return self.host
+        return self.unix_socket
+
+    def describe(self):
+        return "%s@%s:%s" % (self.user, self.effective_host or "<default socket>", self.port)
+
+    def libpq_kwargs(self, dbname):
+        kwargs = {"dbname": dbname, "user": self.user, "port": self.port, "sslmode": self.ssl_mode,
+                  "connect_timeout": self.connect_timeout, "application_name": APPLICATION_NAME}
+        if self.effective_host:
+            kwargs["host"] = self.effective_host
+        if self.password:
+            kwargs["password"] = self.password
+        if self.ca_cert:
+            kwargs["sslrootcert"] = self.ca_cert
+        return kwargs
+
+    def child_env(self, dbname=None, passfile=None):
+        """Environment for pg_dump & co: libpq variables instead of argv, no inherited secrets."""
+        env = dict((k, os.environ[k]) for k in _INHERITED_ENV if k in os.environ)
+        env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+        env["LC_MESSAGES"] = "C"
+        env["PGUSER"] = self.user
+        env["PGPORT"] = str(self.port)
+        env["PGSSLMODE"] = self.ssl_mode
+        env["PGCONNECT_TIMEOUT"] = str(self.connect_timeout)
+        env["PGAPPNAME"] = APPLICATION_NAME
+        if self.effective_host:
+            env["PGHOST"] = self.effective_host
+        if self.ca_cert:
+            env["PGSSLROOTCERT"] = self.ca_cert
+        if dbname is not None:
+            env["PGDATABASE"] = dbname
+        if passfile is not None:
+            env["PGPASSFILE"] = passfile
+        return env
+
+
+def _pgpass_escape(value):
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+@contextlib.contextmanager
+def password_file(params):
+    """A 0600 pgpass file in a private directory, for children that must authenticate."""
+    if not params.password:
+        yield None
+        return
+    directory = tempfile.mkdtemp(prefix="dbdr-pgpass-")
+    path = os.path.join(directory, "pgpass")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write("*:*:*:*:%s\n" % _pgpass_escape(params.password))
+        yield path
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _explain_connect_error(params, dbname, exc):
+    text = str(exc).strip()
+    lowered = text.lower()
+    if "password authentication failed" in lowered or "no password supplied" in lowered:
+        reason = "authentication failed for user %r (wrong or missing password)" % params.user
+    elif "does not exist" in lowered and "database" in lowered:
+        reason = "database %r does not exist" % dbname
+    elif "could not connect" in lowered or "connection refused" in lowered or "timeout" in lowered \
+            or "no such file" in lowered or "could not translate host" in lowered:
+        reason = "server unreachable"
+    else:
+        reason = "connection failed"
+    # libpq messages never contain the password; keep them for the operator.
+    return ConnectError("%s at %s: %s" % (reason, params.describe(), text.splitlines()[0] if text else text))
+
+
+def connect(params, dbname=None, autocommit=True):
+    dbname = dbname or params.login_db
+    try:
+        conn = psycopg2.connect(**params.libpq_kwargs(dbname))
+    except psycopg2.Error as exc:
+        raise _explain_connect_error(params, dbname, exc)
+    conn.autocommit = autocommit
+    return conn
+
+
+def fetch_all(conn, query, args=None):
+    with conn.cursor() as cur:
+        cur.execute(query, args)
+        return cur.fetchall()
+
+
+def fetch_value(conn, query, args=None):
+    rows = fetch_all(conn, query, args)
+    return rows[0][0] if rows else None
+
+
+class ServerInfo:
+    def __init__(self, version_num, version, is_superuser, in_recovery, system_identifier):
+        self.version_num = version_num
+        self.version = version
+        self.major = version_num // 10000
+        self.is_superuser = is_superuser
+        self.in_recovery = in_recovery
+        self.system_identifier = system_identifier
+
+
+def server_info(conn):
+    version_num = int(fetch_value(conn, "SHOW server_version_num"))
+    version = fetch_value(conn, "SHOW server_version")
+    is_superuser = fetch_value(conn, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+    in_recovery = fetch_value(conn, "SELECT pg_is_in_recovery()")
+    system_identifier = str(fetch_value(conn, "SELECT system_identifier FROM pg_control_system()"))
+    return ServerInfo(version_num, version, bool(is_superuser), bool(in_recovery), system_identifier)
+
+
+def list_databases(conn):
+    """Databases a logical backup of 'all' covers: every connectable non-template one."""
+    rows = fetch_all(conn, "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname")
+    return [row[0] for row in rows]
+
+
+def database_sizes(conn, names):
+    rows = fetch_all(conn, "SELECT datname, pg_database_size(oid) FROM pg_database WHERE datname = ANY(%s)", (list(names),))
+    return dict(rows)
+
+
+# --- table patterns ------------------------------------------------------------------
+
+_REGEX_SPECIALS = set("|*+?()[]{}.^$\\")
+
+
+def pattern_to_regexes(pattern):
+    """Translate a psql/pg_dump name pattern into (schema_regex or None, name_regex).
+
+    Same rules as psql's processSQLNamePattern: unquoted letters fold to lower case, '*' and
+    '?' are wildcards, '.' separates schema from name, double quotes make text literal.
+    """
+    parts = [[]]
+    in_quotes = False
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == '"':
+            if in_quotes and i + 1 < len(pattern) and pattern[i + 1] == '"':
+                parts[-1].append('"')
+                i += 2
+                continue
+            in_quotes = not in_quotes
+        elif not in_quotes and ch == "*":
+            parts[-1].append(".*")
+        elif not in_quotes and ch == "?":
+            parts[-1].append(".")
+        elif not in_quotes and ch == ".":
+            parts.append([])
+        elif ch == "$":
+            parts[-1].append("\\$")
+        elif in_quotes and ch in _REGEX_SPECIALS:
+            parts[-1].append("\\" + ch)
+        elif not in_quotes and "A" <= ch <= "Z":
+            parts[-1].append(ch.lower())
+        else:
+            parts[-1].append(ch)
+        i += 1
+    if in_quotes:
+        raise InputError("table pattern %r has an unterminated double quote" % (pattern,))
+    if len(parts) > 2:
+        raise InputError("table pattern %r: use [schema.]table (database-qualified patterns are not supported)" % (pattern,))
+    regexes = ["^(%s)$" % "".join(p) for p in parts]
+    if any(r == "^()$" for r in regexes):
+        raise InputError("table pattern %r has an empty part" % (pattern,))
+    if len(regexes) == 1:
+        return None, regexes[0]
+    return regexes[0], regexes[1]
+
+
+def quote_ident(name):
+    return '"%s"' % name.replace('"', '""')
+
+
+def exact_table_pattern(schema, name):
+    """A pg_dump --table pattern that matches exactly this one relation."""
+    return "%s.%s" % (quote_ident(schema), quote_ident(name))
+
+
+# Relations pg_dump can select with --table; data is dumped (and counted) for 'r' only.
+_USER_RELATIONS = """
+SELECT n.nspname, c.relname, c.relkind
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+   AND c.relpersistence <> 't'
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ ORDER BY 1, 2
+"""
+
+
+def user_relations(conn):
+    return [(r[0], r[1], r[2]) for r in fetch_all(conn, _USER_RELATIONS)]
+
+
+def match_patterns(conn, patterns, database, strict):
+    """Relations (schema, name, kind) matching any pattern; strict: every pattern must match."""
+    matched = []
+    seen = set()
+    query = ("SELECT nspname, relname, relkind FROM (%s) rel "
+             "WHERE relname ~ %%s AND (%%s::text IS NULL OR nspname ~ %%s) ORDER BY 1, 2" % _USER_RELATIONS)
+    for pattern in patterns:
+        schema_re, name_re = pattern_to_regexes(pattern)
+        hits = [tuple(r) for r in fetch_all(conn, query, (name_re, schema_re, schema_re or ""))]
+        if strict and not hits:
+            raise InputError("table pattern %r matches no table in database %r" % (pattern, database))
+        for hit in hits:
+            if hit not in seen:
+                seen.add(hit)
+                matched.append(hit)
+    return matched
+
+
+def count_rows(conn, schema, name):
+    query = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(sql.Identifier(schema), sql.Identifier(name))
+    return int(fetch_value(conn, query))
+
+
+# --- client tools ----------------------------------------------------------------------
+
+_VERSION_RE = re.compile(r"\(PostgreSQL\)\s+([0-9]+)(?:\.([0-9]+))?")
+
+
+def find_pg_tool(tool, server_major, bin_dir=None):
+    """The client tool to use against a server: explicit bin_dir, then the Debian/RHEL
+    per-version directories for the server's major version, then PATH."""
+    candidates = []
+    if bin_dir:
+        candidates.append(os.path.join(bin_dir, tool))
+    else:
+        candidates.extend([
+            "/usr/lib/postgresql/%d/bin/%s" % (server_major, tool),
+            "/usr/pgsql-%d/bin/%s" % (server_major, tool),
+        ])
+        found = shutil.which(tool)
+        if found:
+            candidates.append(found)
+    for path in candidates:
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    raise InputError("%s not found (looked in %s); install the PostgreSQL %d client tools or set pg_bin_dir"
+                     % (tool, ", ".join(candidates) or "PATH", server_major))
+
+
+def tool_version(path):
+    out = run_checked(Stage(os.path.basename(path), [path, "--version"]), timeout=30).decode("utf-8", "replace")
+    match = _VERSION_RE.search(out)
+    if not match:
+        raise InputError("cannot read the version of %s from %r" % (path, out.strip()))
+    return int(match.group(1)), out.strip()

@@ -1,0 +1,180 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbdr.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Run a chain of processes joined by OS pipes and read the last one's output in Python.
+
+The bulk data never passes through Python between stages (the kernel moves it from one
+process to the next); Python reads only the final, compressed and encrypted stream, which
+it hashes and hands to the repository. Every stage's exit status is checked.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import hashlib
+import os
+import signal
+import subprocess
+import tempfile
+import time
+
+from ansible_collections.dbdr.backup.plugins.module_utils._errors import StageError
+
+CHUNK_SIZE = 1024 * 1024
+_STDERR_TAIL = 2000
+
+
+class Stage:
+    """One process of a pipeline: a name for messages, an argument list and its environment."""
+
+    def __init__(self, name, argv, env=None, cwd=None, pass_fds=()):
+        self.name = name
+        self.argv = list(argv)
+        self.env = env
+        self.cwd = cwd
+        self.pass_fds = tuple(pass_fds)
+
+    def __repr__(self):
+        return "Stage(%r, %r)" % (self.name, self.argv)
+
+
+class HashingReader:
+    """File-like reader that hashes (SHA-256) and counts every byte read through it."""
+
+    def __init__(self, raw):
+        self._raw = raw
+        self.sha256 = hashlib.sha256()
+        self.bytes = 0
+
+    def read(self, size=-1):
+        data = self._raw.read(size if size is not None and size >= 0 else -1)
+        if data:
+            self.sha256.update(data)
+            self.bytes += len(data)
+        return data
+
+    def readable(self):
+        return True
+
+    def hexdigest(self):
+        return self.sha256.hexdigest()
+
+
+class Pipeline:
+    """Processes started left to right; ``stdout`` is the last stage's output.
+
+    Use as a context manager: leaving the block without ``finish()`` kills every stage.
+    """
+
+    def __init__(self, stages, stdin=None):
+        if not stages:
+            raise ValueError("a pipeline needs at least one stage")
+        self.stages = list(stages)
+        self._stdin = stdin
+        self._procs = []
+        self._stderr = []
+        self.stdout = None
+        self.started = None
+        self.finished = False
+
+    def start(self):
+        self.started = time.monotonic()
+        upstream = self._stdin if self._stdin is not None else subprocess.DEVNULL
+        try:
+            for stage in self.stages:
+                err = tempfile.TemporaryFile()
+                self._stderr.append(err)
+                try:
+                    proc = subprocess.Popen(
+                        stage.argv, stdin=upstream, stdout=subprocess.PIPE, stderr=err,
+                        env=stage.env, cwd=stage.cwd, pass_fds=stage.pass_fds, close_fds=True)
+                except OSError as exc:
+                    raise StageError("could not start %s (%s): %s" % (stage.name, stage.argv[0], exc), stage=stage.name)
+                if self._procs:
+                    # The child holds its own copy now; ours would keep the pipe open.
+                    self._procs[-1].stdout.close()
+                self._procs.append(proc)
+                upstream = proc.stdout
+        except Exception:
+            self.kill()
+            raise
+        self.stdout = self._procs[-1].stdout
+        return self
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, exc_type, exc, tb):
+        if not self.finished:
+            self.kill()
+        return False
+
+    def kill(self):
+        for proc in self._procs:
+            if proc.poll() is None:
+                try:
+                    proc.send_signal(signal.SIGTERM)
+                except OSError:
+                    pass
+        deadline = time.monotonic() + 5
+        for proc in self._procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._close()
+        self.finished = True
+
+    def _close(self):
+        if self.stdout is not None and not self.stdout.closed:
+            self.stdout.close()
+        for err in self._stderr:
+            if not err.closed:
+                err.close()
+
+    def stderr_of(self, index):
+        err = self._stderr[index]
+        err.seek(0, os.SEEK_END)
+        size = err.tell()
+        err.seek(max(0, size - _STDERR_TAIL))
+        return err.read().decode("utf-8", "replace").strip()
+
+    def finish(self):
+        """Wait for every stage; raise StageError naming the stage that failed first-hand.
+
+        A downstream failure makes upstream stages fail with a broken pipe, while an upstream
+        failure lets downstream ones end cleanly at EOF: the last failing stage is the cause.
+        """
+        codes = [proc.wait() for proc in self._procs]
+        try:
+            failed = [i for i, code in enumerate(codes) if code != 0]
+            if failed:
+                i = failed[-1]
+                stage = self.stages[i]
+                detail = self.stderr_of(i)
+                raise StageError(
+                    "%s exited with status %s%s" % (stage.name, codes[i], (": " + detail) if detail else ""),
+                    stage=stage.name)
+        finally:
+            self._close()
+            self.finished = True
+        return codes
+
+
+def run_checked(stage, input_bytes=None, timeout=None):
+    """Run one short command to completion and return its stdout; failures name the stage."""
+    try:
+        proc = subprocess.run(
+            stage.argv, input=input_bytes, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=stage.env, cwd=stage.cwd, timeout=timeout, pass_fds=stage.pass_fds,
+            stdin=None if input_bytes is not None else subprocess.DEVNULL)
+    except OSError as exc:
+        raise StageError("could not start %s (%s): %s" % (stage.name, stage.argv[0], exc), stage=stage.name)
+    except subprocess.TimeoutExpired:
+        raise StageError("%s did not finish within %s seconds" % (stage.name, timeout), stage=stage.name)
+    if proc.returncode != 0:
+        detail = proc.stderr.decode("utf-8", "replace").strip()[-_STDERR_TAIL:]
+        raise StageError("%s exited with status %s%s" % (stage.name, proc.returncode, (": " + detail) if detail else ""),
+                         stage=stage.name)
+    return proc.stdout

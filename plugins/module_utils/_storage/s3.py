@@ -1,0 +1,282 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbdr.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""S3 (and S3-compatible) repository: boto3's transfer manager for streamed multipart
+uploads, conditional puts for small objects, typed errors and retries as decorators."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import contextlib
+import functools
+import json
+import os
+import socket
+
+from ansible_collections.dbdr.backup.plugins.module_utils._errors import (
+    AccessDeniedError, AlreadyExistsError, InputError, LockedError, NotFoundError, StorageError,
+    TransientStorageError)
+from ansible_collections.dbdr.backup.plugins.module_utils._retry import retried
+from ansible_collections.dbdr.backup.plugins.module_utils._storage.base import Repository, StoredObject, validate_key
+
+try:
+    import boto3
+    from boto3.s3.transfer import TransferConfig
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+    HAS_BOTO3 = True
+    BOTO3_IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - reported by the module
+    HAS_BOTO3 = False
+    BOTO3_IMPORT_ERROR = exc
+
+MiB = 1024 * 1024
+MAX_PARTS = 10000
+MIN_PART = 8 * MiB
+TAG_CLASS = "dbdr-class"
+_TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeTooSkewed",
+                    "500", "502", "503", "504", "Throttling", "ThrottlingException"}
+_ACCESS_CODES = {"AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
+
+
+def translate_errors(what):
+    """Turn botocore exceptions into our typed errors; `what` names the operation."""
+    def decorator(func):
+        @functools.wraps(func)
+        def wrapper(self, *args, **kwargs):
+            try:
+                return func(self, *args, **kwargs)
+            except ClientError as exc:
+                raise self._client_error(exc, what, args[0] if args else "")
+            except NoCredentialsError:
+                raise AccessDeniedError("%s: no AWS credentials found (set repository.profile or access_key/secret_key, "
+                                        "or give the host an instance role)" % what)
+            except BotoCoreError as exc:
+                raise TransientStorageError("%s %s: %s" % (what, self.describe(args[0] if args and isinstance(args[0], str) else ""), exc))
+        return wrapper
+    return decorator
+
+
+def _part_size(size_hint):
+    """Parts big enough that a stream of about size_hint bytes (with headroom) fits in 10,000."""
+    if not size_hint:
+        return 16 * MiB
+    needed = int(size_hint * 1.5) // (MAX_PARTS - 500) + 1
+    return max(MIN_PART, (needed + MiB - 1) // MiB * MiB)
+
+
+def _holder_is_stale(holder):
+    """A lock is stale when its holder ran on this host and is gone (or the host rebooted)."""
+    if holder.get("host") != socket.gethostname():
+        return False
+    if holder.get("boot_id") and holder.get("boot_id") != boot_id():
+        return True
+    pid = holder.get("pid")
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def boot_id():
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
+
+
+class S3Repository(Repository):
+    type = "s3"
+
+    def __init__(self, client, bucket, prefix="", storage_class=None, sse=None, sse_kms_key_id=None, part_concurrency=3):
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix and prefix.strip("/") else ""
+        self.storage_class = storage_class
+        self.sse = sse
+        self.sse_kms_key_id = sse_kms_key_id
+        self.part_concurrency = part_concurrency
+
+    @classmethod
+    def from_spec(cls, spec):
+        if not spec.get("bucket"):
+            raise InputError("repository.bucket is required for type s3")
+        if spec.get("prefix") and ".." in spec["prefix"].split("/"):
+            raise InputError("repository.prefix must not contain '..'")
+        session = boto3.session.Session(
+            profile_name=spec.get("profile") or None,
+            aws_access_key_id=spec.get("access_key") or None,
+            aws_secret_access_key=spec.get("secret_key") or None,
+            aws_session_token=spec.get("session_token") or None,
+            region_name=spec.get("region") or None)
+        config = Config(
+            retries={"mode": "standard", "max_attempts": int(spec.get("retries") or 5)},
+            connect_timeout=10, read_timeout=60,
+            s3={"addressing_style": "path" if spec.get("endpoint_url") else "auto"},
+            user_agent_extra="dbdr.backup")
+        client = session.client("s3", endpoint_url=spec.get("endpoint_url") or None, config=config,
+                                verify=spec.get("validate_certs", True))
+        return cls(client, spec["bucket"], spec.get("prefix") or "", spec.get("storage_class"),
+                   spec.get("sse"), spec.get("sse_kms_key_id"))
+
+    # --- helpers ----------------------------------------------------------------------
+
+    def describe(self, key=""):
+        return "s3://%s/%s%s" % (self.bucket, self.prefix, key)
+
+    def _key(self, key):
+        return self.prefix + validate_key(key)
+
+    def _client_error(self, exc, what, key):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        where = self.describe(key if isinstance(key, str) else "")
+        message = "%s %s: %s (%s)" % (what, where, error.get("Message") or code, code or status)
+        if code in ("NoSuchBucket",):
+            return NotFoundError("bucket %s does not exist (dbdr.backup never creates buckets; "
+                                 "use the s3_repository role)" % self.bucket)
+        if code in ("PreconditionFailed", "412", "ConditionalRequestConflict") or status == 412:
+            return AlreadyExistsError("refusing to overwrite %s" % where)
+        if code in _ACCESS_CODES or status == 403:
+            return AccessDeniedError("access denied: " + message)
+        if code in ("NoSuchKey", "404", "NotFound") or status == 404:
+            return NotFoundError("not found: " + message)
+        if code == "InvalidObjectState":
+            return StorageError("%s is in an archive storage class (GLACIER/DEEP_ARCHIVE) and needs a restore "
+                                "from the archive tier before it can be read" % where)
+        if code in _TRANSIENT_CODES or (status and status >= 500):
+            return TransientStorageError(message)
+        return StorageError(message)
+
+    def _extra_args(self, gfs_class):
+        args = {"Tagging": "%s=%s" % (TAG_CLASS, gfs_class)} if gfs_class else {}
+        if self.storage_class:
+            args["StorageClass"] = self.storage_class
+        if self.sse:
+            args["ServerSideEncryption"] = self.sse
+            if self.sse == "aws:kms" and self.sse_kms_key_id:
+                args["SSEKMSKeyId"] = self.sse_kms_key_id
+        return args
+
+    # --- interface --------------------------------------------------------------------
+
+    @retried()
+    @translate_errors("check bucket")
+    def check_access(self):
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 404:
+                raise NotFoundError("bucket %s does not exist (dbdr.backup never creates buckets; "
+                                    "use the s3_repository role)" % self.bucket)
+            if status == 403:
+                raise AccessDeniedError("access denied to bucket %s with the given credentials" % self.bucket)
+            raise
+
+    @retried()
+    @translate_errors("head")
+    def _head(self, key):
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return None
+            raise
+
+    def exists(self, key):
+        return self._head(key) is not None
+
+    @translate_errors("upload")
+    def _upload(self, key, reader, gfs_class, size_hint):
+        config = TransferConfig(multipart_threshold=MIN_PART, multipart_chunksize=_part_size(size_hint),
+                                max_concurrency=self.part_concurrency, use_threads=True)
+        # A streamed (non-seekable) upload buffers whole parts in memory: keep few in flight.
+        config.max_in_memory_upload_chunks = self.part_concurrency
+        self.client.upload_fileobj(reader, self.bucket, self._key(key), ExtraArgs=self._extra_args(gfs_class), Config=config)
+
+    def put_stream(self, key, reader, gfs_class, size_hint=None):
+        if self.exists(key):
+            raise AlreadyExistsError("refusing to overwrite %s" % self.describe(key))
+        # No retry here: the stream cannot be replayed; botocore retries each part itself.
+        self._upload(key, reader, gfs_class, size_hint)
+        head = self._head(key)
+        sent = getattr(reader, "bytes", None)
+        if head is None or (sent is not None and head.get("ContentLength") != sent):
+            self.delete(key)
+            raise StorageError("read-back of %s after upload shows %s bytes, %s were sent"
+                               % (self.describe(key), head and head.get("ContentLength"), sent))
+        return StoredObject(key, head.get("ContentLength"))
+
+    @retried()
+    @translate_errors("put")
+    def put_bytes(self, key, data, gfs_class, content_type="application/json"):
+        args = self._extra_args(gfs_class)
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type,
+                               IfNoneMatch="*", **args)
+        return StoredObject(key, len(data))
+
+    @retried()
+    @translate_errors("get")
+    def get_bytes(self, key):
+        return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+
+    @retried()
+    @translate_errors("list")
+    def list_keys(self, prefix):
+        full = self.prefix + prefix
+        keys = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+            for item in page.get("Contents", []):
+                keys.append(item["Key"][len(self.prefix):])
+        return sorted(keys)
+
+    @retried()
+    @translate_errors("delete")
+    def delete(self, key):
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    @contextlib.contextmanager
+    def lock(self, key, holder):
+        holder = dict(holder, host=socket.gethostname(), pid=os.getpid(), boot_id=boot_id())
+        body = json.dumps(holder, sort_keys=True).encode("utf-8")
+        try:
+            self.put_bytes(key, body, None)
+        except AlreadyExistsError:
+            try:
+                current = json.loads(self.get_bytes(key).decode("utf-8"))
+            except (NotFoundError, ValueError):
+                current = {}
+            if current and _holder_is_stale(current):
+                self.delete(key)
+                self.put_bytes(key, body, None)
+            else:
+                raise LockedError("another operation holds the lock %s: %s (if nothing is running, delete that object)"
+                                  % (self.describe(key), json.dumps(current, sort_keys=True) if current else "unknown holder"))
+        try:
+            yield
+        finally:
+            self.delete(key)
+
+    @translate_errors("abort multipart uploads")
+    def sweep_incomplete(self, prefix):
+        removed = 0
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+                for upload in page.get("Uploads", []):
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                    removed += 1
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 403:
+                return removed
+            raise
+        return removed
