@@ -167,7 +167,7 @@ def run_checked(stage, input_bytes=None, timeout=None):
     try:
         proc = subprocess.run(
             stage.argv, input=input_bytes, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=stage.env, cwd=stage.cwd, timeout=timeout, pass_fds=stage.pass_fds,
+            env=stage.env, cwd=stage.cwd, timeout=timeout, pass_fds=stage.pass_fds, check=False,
             stdin=None if input_bytes is not None else subprocess.DEVNULL)
     except OSError as exc:
         raise StageError("could not start %s (%s): %s" % (stage.name, stage.argv[0], exc), stage=stage.name)

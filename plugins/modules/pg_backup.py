@@ -39,7 +39,9 @@ options:
     elements: str
     default: [ all ]
   globals:
-    description: Also store roles and tablespaces (C(pg_dumpall --globals-only)). Without superuser rights, role passwords are left out.
+    description:
+      - Also store roles and tablespaces (C(pg_dumpall --globals-only)).
+      - Without superuser rights, role passwords are left out.
     type: bool
     default: true
   format:
@@ -76,7 +78,9 @@ options:
     elements: str
     default: []
   labels:
-    description: Free-form string labels stored in the manifest, for example V({reason: pre-deploy}). The label V(keep) protects a backup from retention.
+    description:
+      - Free-form string labels stored in the manifest, for example a label C(reason) with the value C(pre-deploy).
+      - The label V(keep) protects a backup from retention.
     type: dict
     default: {}
   gfs_class:
@@ -85,7 +89,10 @@ options:
     default: daily
     choices: [ daily, weekly, monthly, yearly ]
   pg_bin_dir:
-    description: Directory of C(pg_dump)/C(pg_dumpall). By default the tools of the server's major version are looked up in C(/usr/lib/postgresql/<major>/bin), C(/usr/pgsql-<major>/bin), then E(PATH).
+    description:
+      - Directory of C(pg_dump)/C(pg_dumpall).
+      - By default the tools of the server's major version are looked up in C(/usr/lib/postgresql/<major>/bin),
+        C(/usr/pgsql-<major>/bin), then E(PATH).
     type: path
   tmp_dir:
     description: Where O(format=directory) dumps are staged. Needs room for the uncompressed dump.

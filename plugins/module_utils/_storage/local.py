@@ -51,8 +51,15 @@ class LocalRepository(Repository):
             raise AccessDeniedError("repository directory %s is not writable" % self.root)
 
     def _makedirs(self, directory):
+        """Create directory and missing parents, each new one with mode 0700 whatever the umask."""
+        if os.path.isdir(directory):
+            return
+        parent = os.path.dirname(directory)
+        if parent != directory:
+            self._makedirs(parent)
         try:
-            os.makedirs(directory, mode=0o700)
+            os.mkdir(directory, 0o700)
+            os.chmod(directory, 0o700)
         except OSError as exc:
             if exc.errno != errno.EEXIST:
                 raise _translate(exc, directory)

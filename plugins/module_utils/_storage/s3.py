@@ -144,13 +144,13 @@ class S3Repository(Repository):
                                  "use the s3_repository role)" % self.bucket)
         if code in ("PreconditionFailed", "412", "ConditionalRequestConflict") or status == 412:
             return AlreadyExistsError("refusing to overwrite %s" % where)
+        if code == "InvalidObjectState":
+            return StorageError("%s is in an archive storage class (GLACIER/DEEP_ARCHIVE) and needs a restore "
+                                "from the archive tier before it can be read" % where)
         if code in _ACCESS_CODES or status == 403:
             return AccessDeniedError("access denied: " + message)
         if code in ("NoSuchKey", "404", "NotFound") or status == 404:
             return NotFoundError("not found: " + message)
-        if code == "InvalidObjectState":
-            return StorageError("%s is in an archive storage class (GLACIER/DEEP_ARCHIVE) and needs a restore "
-                                "from the archive tier before it can be read" % where)
         if code in _TRANSIENT_CODES or (status and status >= 500):
             return TransientStorageError(message)
         return StorageError(message)

@@ -1,0 +1,91 @@
+"""Shared pytest fixtures for dbdr.backup: real PostgreSQL, GnuPG, S3 (moto) and Ansible.
+
+All fixtures are session-scoped and lazy: a test that does not ask for one does not start
+it, so tests/unit runs without PostgreSQL.  Each is torn down at session end, also when
+tests fail.  The implementations live in tests/harness.py.
+
+Fixtures (see harness.py for every method):
+  pg_server        harness.PostgresServer: host, port, socket_dir, user, bin_dir, datadir,
+                   psql(sql, db="postgres") -> str, create_db(name), drop_db(name),
+                   stop(), start(), conn_params(db), env(db), table_counts(db), ...
+  pg_server_other  a second, independent cluster (the "other server" for restores)
+  pg_sample        {db name: {"schema.table": rowcount}} of the sample databases in
+                   pg_server ("app" and 'odd "db" name ü'); treat as read-only, or call
+                   harness.load_sample(pg_server) to rebuild
+  gnupg_home       harness.GnupgHome: home, fpr, passphrase_fpr, passphrase, expired_fpr,
+                   public_key_file, gpg(*args, input=None), encrypt(data, *fprs), decrypt(data)
+  s3_server        harness.S3Server: endpoint_url, create_bucket(name), client(), reset(),
+                   env(), repository(bucket, prefix), stop()
+  ansible_runner   harness.AnsibleRunner: run_playbook(playbook, extra_vars=None, check=False,
+                   diff=False, verbosity=0, expect_rc=0, env=None) -> RunResult and
+                   run_adhoc(module, args, check=False, verbosity=0, expect_rc=0, env=None,
+                   extra_vars=None) -> RunResult
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+import harness
+
+# Make `ansible_collections.dbdr.backup...` importable for unit tests.
+_COLLECTIONS = str(harness.ensure_collection_link())
+if _COLLECTIONS not in sys.path:
+    sys.path.insert(0, _COLLECTIONS)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    server = harness.PostgresServer()
+    try:
+        server.setup()
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def pg_server_other():
+    server = harness.PostgresServer()
+    try:
+        server.setup()
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def pg_sample(pg_server):
+    return harness.load_sample(pg_server)
+
+
+@pytest.fixture(scope="session")
+def gnupg_home():
+    home = harness.GnupgHome()
+    try:
+        home.setup()
+        yield home
+    finally:
+        home.cleanup()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    server = harness.S3Server()
+    try:
+        server.setup()
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def ansible_runner():
+    runner = harness.AnsibleRunner()
+    try:
+        runner.setup()
+        yield runner
+    finally:
+        runner.cleanup()

@@ -1,0 +1,53 @@
+import pytest
+
+botocore = pytest.importorskip("botocore")
+from botocore.exceptions import ClientError  # noqa: E402
+
+from ansible_collections.dbdr.backup.plugins.module_utils._errors import (  # noqa: E402
+    AccessDeniedError, AlreadyExistsError, NotFoundError, StorageError, TransientStorageError)
+from ansible_collections.dbdr.backup.plugins.module_utils._storage import s3  # noqa: E402
+
+
+def error(code, status):
+    return ClientError({"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op")
+
+
+@pytest.mark.parametrize("code, status, kind", [
+    ("AccessDenied", 403, AccessDeniedError),
+    ("NoSuchBucket", 404, NotFoundError),
+    ("NoSuchKey", 404, NotFoundError),
+    ("PreconditionFailed", 412, AlreadyExistsError),
+    ("SlowDown", 503, TransientStorageError),
+    ("InternalError", 500, TransientStorageError),
+    ("InvalidObjectState", 403, StorageError),
+    ("MalformedXML", 400, StorageError),
+])
+def test_error_translation(code, status, kind):
+    repo = s3.S3Repository(client=None, bucket="b", prefix="p")
+    translated = repo._client_error(error(code, status), "get", "c/x")
+    assert translated.__class__ is kind
+    if code == "InvalidObjectState":
+        assert "archive" in str(translated)
+
+
+def test_part_size_keeps_under_10000_parts():
+    assert s3._part_size(None) == 16 * s3.MiB
+    assert s3._part_size(1024) == s3.MIN_PART
+    huge = 2 * 1024 ** 4
+    part = s3._part_size(huge)
+    assert huge * 1.5 / part < s3.MAX_PARTS and part % s3.MiB == 0
+
+
+def test_tags_and_encryption_args():
+    repo = s3.S3Repository(client=None, bucket="b", storage_class="STANDARD_IA", sse="aws:kms", sse_kms_key_id="k")
+    assert repo._extra_args("weekly") == {"Tagging": "dbdr-class=weekly", "StorageClass": "STANDARD_IA",
+                                          "ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "k"}
+    assert repo._extra_args(None) == {"StorageClass": "STANDARD_IA", "ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "k"}
+    assert repo.describe("c/x") == "s3://b/c/x"
+
+
+def test_stale_lock_detection(monkeypatch):
+    monkeypatch.setattr(s3.socket, "gethostname", lambda: "db1")
+    assert not s3._holder_is_stale({"host": "db2", "pid": 1})
+    assert s3._holder_is_stale({"host": "db1", "pid": 2 ** 22 + 12345, "boot_id": s3.boot_id()})
+    assert s3._holder_is_stale({"host": "db1", "pid": 1, "boot_id": "another-boot"})
