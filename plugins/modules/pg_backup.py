@@ -21,7 +21,7 @@ description:
   - A lock makes sure two backups of one cluster never run at once; nothing in the repository is overwritten.
   - An audit record of every run (successful or not) is stored under C(<cluster>/audit/).
 author:
-  - dbdr.backup maintainers
+  - dbdr.backup maintainers (@dbdr-backup)
 extends_documentation_fragment:
   - dbdr.backup.postgres
   - dbdr.backup.repository
@@ -102,12 +102,13 @@ options:
     type: int
 notes:
   - Check mode connects and validates everything (server, databases, tables, keys, repository) and returns the plan, writing nothing.
-  - Supports C(diff) in no way; there is nothing to compare.
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
-    details: Returns the plan and reports RV(changed=true) without writing anything.
+    details: Returns the plan and reports C(changed=true) without writing anything.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 '''
 

@@ -89,12 +89,10 @@ class _RowCounter(threading.Thread):
 
 
 def _tables_to_count(relations, db_plan):
-    if db_plan.include is not None:
-        chosen = db_plan.include
-    else:
-        excluded = set(db_plan.exclude)
-        chosen = [r for r in relations if r not in excluded]
-    return [(s, n) for s, n, kind in chosen if kind == "r"]
+    """The tables whose data pg_dump writes: included ones (or all) minus excluded ones."""
+    chosen = db_plan.include if db_plan.include is not None else relations
+    excluded = set(db_plan.exclude)
+    return [(s, n) for s, n, kind in chosen if kind == "r" and (s, n, kind) not in excluded]
 
 
 def _dump_argv(plan, db_plan, snapshot, output_dir=None):

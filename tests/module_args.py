@@ -1,0 +1,51 @@
+"""Helpers for running dbdr.backup modules in integration tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+ODD_DB = 'odd "db" name ü'
+
+
+def encryption(gnupg_home, *recipients):
+    return {"type": "gpg", "recipients": list(recipients or [gnupg_home.fpr]), "gnupghome": str(gnupg_home.home)}
+
+
+def backup_args(pg_server, repository, gnupg_home, cluster="main", **extra):
+    args = dict(pg_server.conn_params("postgres"), cluster=cluster, repository=repository,
+                encryption=encryption(gnupg_home))
+    args.update(extra)
+    return args
+
+
+def run_backup(ansible_runner, args, expect_rc=0, check=False):
+    """Ad hoc run with every option in a vars file (no secrets or odd names on a command line)."""
+    keys = sorted(args)
+    result = ansible_runner.run_adhoc(
+        "dbdr.backup.pg_backup", dict((k, "{{ dbdr_args.%s }}" % k) for k in keys),
+        extra_vars={"dbdr_args": args}, expect_rc=expect_rc, check=check)
+    return result.last_result
+
+
+def files_under(path):
+    root = Path(path)
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def manifest_of(repo_path, cluster, backup_id):
+    return json.loads((Path(repo_path) / cluster / "backups" / backup_id / "manifest.json").read_text())
+
+
+def decrypt_stream(gnupg_home, path, decompress):
+    """gpg -d | zstd -d (or gzip -d) of a stored object, as bytes."""
+    gpg = subprocess.Popen(["gpg", "--batch", "--quiet", "--homedir", str(gnupg_home.home), "--decrypt", str(path)],
+                           stdout=subprocess.PIPE)
+    out = subprocess.run(decompress, stdin=gpg.stdout, capture_output=True, check=True).stdout
+    assert gpg.wait() == 0
+    return out
+
+
+def manifest_counts(database_record):
+    return dict(("%s.%s" % (t["schema"], t["name"]), t["rows"]) for t in database_record["tables"])
