@@ -12,6 +12,8 @@ JSON file given as ``-e @file``).
 from __future__ import annotations
 
 import contextlib
+import http.client
+import http.server
 import json
 import os
 import pwd
@@ -19,10 +21,13 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -625,6 +630,209 @@ class S3Server:
         self.cleanup()
 
 
+
+class FaultRule:
+    """Which requests a FaultProxy spoils, and how.
+
+    A request matches when its method equals ``method`` (any method if None), ``path``
+    (a regex, ``re.search`` on the URL path without the query) matches, and ``query`` is a
+    substring of the raw query string.  Of the matching requests, ``nth`` spoils only the
+    Nth one (1-based), ``times`` the first N, and neither of them every one.
+
+    ``action``: ``"error"`` answers ``status`` with an S3 XML error body carrying ``code``
+    (the request body is read first, so the connection stays usable); ``"reset"`` closes
+    the connection with a TCP reset before answering.
+    """
+
+    def __init__(self, method=None, path=None, query=None, action="error", status=500, code=None,
+                 nth=None, times=None):
+        if action not in ("error", "reset"):
+            raise ValueError("action must be error or reset")
+        self.method = method.upper() if method else None
+        self.path = re.compile(path) if path else None
+        self.query = query
+        self.action = action
+        self.status = status
+        self.code = code or {500: "InternalError", 503: "SlowDown"}.get(status, "InternalError")
+        self.nth = nth
+        self.times = times
+        self.matched = 0   # matching requests seen
+        self.applied = 0   # faults injected
+
+    def matches(self, method, path, query):
+        return ((self.method is None or method == self.method)
+                and (self.path is None or self.path.search(path) is not None)
+                and (self.query is None or self.query in query))
+
+    def fires(self):
+        """Count one matching request; True when this one gets the fault."""
+        self.matched += 1
+        if self.nth is not None:
+            fire = self.matched == self.nth
+        elif self.times is not None:
+            fire = self.matched <= self.times
+        else:
+            fire = True
+        if fire:
+            self.applied += 1
+        return fire
+
+    def __repr__(self):
+        return "FaultRule(%s %s ?%s -> %s %s, matched=%d, applied=%d)" % (
+            self.method or "*", self.path.pattern if self.path else "*", self.query or "*", self.action,
+            self.status if self.action == "error" else "", self.matched, self.applied)
+
+
+class FaultProxy:
+    """An HTTP proxy in front of an S3 endpoint (moto) that injects faults by rule.
+
+    Standard library only: a threaded ``http.server`` on 127.0.0.1 (free port) forwarding
+    each request unchanged (Host header included, so SigV4 signatures stay valid) to
+    ``upstream`` with ``http.client``.  Point a client's ``endpoint_url`` at ``endpoint_url``.
+    ``add(FaultRule(...))`` spoils matching requests; ``log`` lists every request as
+    ``(method, path, query, status or "reset", fault: bool)``.
+    """
+
+    def __init__(self, upstream, rules=()):
+        split = urllib.parse.urlsplit(upstream)
+        if split.scheme != "http":
+            raise ValueError("FaultProxy forwards plain HTTP only, got %r" % upstream)
+        self.upstream_host = split.hostname
+        self.upstream_port = split.port or 80
+        self.rules = list(rules)
+        self.log = []
+        self._lock = threading.Lock()
+        self._server = None
+        self._thread = None
+        self.port = None
+        self.endpoint_url = None
+
+    def add(self, rule):
+        with self._lock:
+            self.rules.append(rule)
+        return rule
+
+    def clear(self):
+        with self._lock:
+            self.rules = []
+
+    def _pick(self, method, path, query):
+        with self._lock:
+            for rule in self.rules:
+                if rule.matches(method, path, query) and rule.fires():
+                    return rule
+        return None
+
+    def _record(self, entry):
+        with self._lock:
+            self.log.append(entry)
+
+    def faults(self):
+        """The log entries of requests that got a fault."""
+        with self._lock:
+            return [e for e in self.log if e[4]]
+
+    def start(self):
+        proxy = self
+        hop_by_hop = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer",
+                      "upgrade", "proxy-authorization", "proxy-authenticate", "content-length"}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _read_body(self):
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    chunks = []
+                    while True:
+                        size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                        if size == 0:
+                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                                pass
+                            return b"".join(chunks)
+                        chunks.append(self.rfile.read(size))
+                        self.rfile.readline()
+                length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(length) if length else b""
+
+            def _reset(self):
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.close_connection = True
+                self.connection.close()
+
+            def _handle(self):
+                path, _sep, query = self.path.partition("?")
+                rule = proxy._pick(self.command, path, query)
+                if rule is not None and rule.action == "reset":
+                    proxy._record((self.command, path, query, "reset", True))
+                    self._reset()
+                    return
+                body = self._read_body()
+                if rule is not None:
+                    payload = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>%s</Code>"
+                               "<Message>injected by the dbdr test FaultProxy</Message>"
+                               "<RequestId>dbdr-fault</RequestId></Error>" % rule.code).encode("utf-8")
+                    proxy._record((self.command, path, query, rule.status, True))
+                    self.send_response(rule.status)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(payload)
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in hop_by_hop}
+                if body or self.command in ("PUT", "POST"):
+                    headers["Content-Length"] = str(len(body))
+                conn = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port, timeout=120)
+                try:
+                    conn.request(self.command, self.path, body=body or None, headers=headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                    proxy._record((self.command, path, query, resp.status, False))
+                    self.send_response(resp.status, resp.reason)
+                    for key, value in resp.getheaders():
+                        if key.lower() not in hop_by_hop:
+                            self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(data)
+                finally:
+                    conn.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+            block_on_close = False
+
+            def handle_error(self, request, client_address):  # a client hanging up is not news
+                pass
+
+        self._server = Server(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        self.endpoint_url = "http://127.0.0.1:%d" % self.port
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="dbdr-fault-proxy", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(timeout=10)
+            self._server = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
 # --------------------------------------------------------------------------- Ansible
 
 
@@ -686,6 +894,81 @@ class RunResult:
 
     def __repr__(self):
         return "<RunResult rc=%s>" % self.rc
+
+
+class BackgroundRun:
+    """An ansible-playbook started by ``AnsibleRunner.start_playbook``.
+
+    ``pid`` is ansible-playbook's, which leads its own session (process group): ``kill()``
+    ends it and everything it started that stayed in the group.
+    """
+
+    def __init__(self, argv, proc, stdout_path, stderr_path):
+        self.argv = argv
+        self.proc = proc
+        self.pid = proc.pid
+        self.stdout_path = stdout_path
+        self.stderr_path = stderr_path
+
+    def poll(self):
+        return self.proc.poll()
+
+    def output(self):
+        """(stdout, stderr) so far."""
+        return (Path(self.stdout_path).read_text(encoding="utf-8", errors="replace"),
+                Path(self.stderr_path).read_text(encoding="utf-8", errors="replace"))
+
+    def describe(self, limit=20000):
+        out, err = self.output()
+        return RunResult(self.argv, self.proc.returncode, out, err).describe(limit)
+
+    def wait(self, timeout=300, expect_rc=0):
+        """Wait for the end; the RunResult (asserting ``expect_rc`` unless None)."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise HarnessError("ansible-playbook did not finish within %ss\n%s" % (timeout, self.describe()))
+        out, err = self.output()
+        result = RunResult(self.argv, self.proc.returncode, out, err)
+        if expect_rc is not None:
+            assert result.rc == expect_rc, "expected rc=%s\n%s" % (expect_rc, result.describe())
+        return result
+
+    def kill(self, sig=signal.SIGKILL):
+        """Signal ansible-playbook's process group (if any of it is left) and reap ansible-playbook."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=30)
+
+
+def process_tree(root_pid):
+    """{pid: argv list} of root_pid's living descendants (from /proc), root excluded."""
+    parents, cmdlines = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry, "rb") as fh:
+                stat = fh.read().decode("utf-8", "replace")
+            with open("/proc/%s/cmdline" % entry, "rb") as fh:
+                cmdline = fh.read()
+        except OSError:
+            continue
+        # The command name (2nd field) is in parentheses and may hold spaces.
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] == "Z":
+            continue
+        parents[int(entry)] = int(fields[1])
+        cmdlines[int(entry)] = [a.decode("utf-8", "replace") for a in cmdline.split(b"\0") if a]
+    tree, frontier = {}, {root_pid}
+    while frontier:
+        children = {pid for pid, ppid in parents.items() if ppid in frontier and pid not in tree}
+        for pid in children:
+            tree[pid] = cmdlines[pid]
+        frontier = children
+    return tree
 
 
 def _find_json_document(text):
@@ -796,6 +1079,27 @@ class AnsibleRunner:
     def run_playbook(self, playbook, extra_vars=None, check=False, diff=False, verbosity=0, expect_rc=0,
                      env=None, limit=None, tags=None, timeout=900):
         """Run a playbook (a path, absolute or relative to the checkout, or YAML text)."""
+        argv = self._playbook_argv(playbook, extra_vars, check, diff, verbosity, limit, tags)
+        return self._exec(argv, expect_rc, env, timeout)
+
+    def start_playbook(self, playbook, extra_vars=None, check=False, diff=False, verbosity=0, env=None,
+                       limit=None, tags=None):
+        """Start ``run_playbook`` in the background; returns a BackgroundRun.
+
+        ansible-playbook runs in a session of its own with stdout/stderr in files; call
+        ``.wait(expect_rc=...)`` for the RunResult, and ``.kill()`` in a ``finally``.
+        """
+        argv = self._playbook_argv(playbook, extra_vars, check, diff, verbosity, limit, tags)
+        self._counter += 1
+        out = self.base / ("background-%03d.stdout" % self._counter)
+        err = self.base / ("background-%03d.stderr" % self._counter)
+        with open(out, "wb") as stdout, open(err, "wb") as stderr:
+            proc = subprocess.Popen(  # noqa: S603  pylint: disable=consider-using-with
+                argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, env=self.env(env), cwd=self.base,
+                start_new_session=True)
+        return BackgroundRun(argv, proc, out, err)
+
+    def _playbook_argv(self, playbook, extra_vars, check, diff, verbosity, limit, tags):
         argv = [str(self.bin_dir / "ansible-playbook"), "-i", str(self.inventory)]
         if extra_vars:
             argv += ["-e", "@%s" % self._vars_file(extra_vars)]
@@ -810,7 +1114,7 @@ class AnsibleRunner:
         if tags:
             argv += ["--tags", ",".join(tags) if isinstance(tags, (list, tuple)) else tags]
         argv.append(str(self._resolve_playbook(playbook)))
-        return self._exec(argv, expect_rc, env, timeout)
+        return argv
 
     def run_adhoc(self, module, args=None, check=False, verbosity=0, expect_rc=0, env=None, extra_vars=None,
                   diff=False, timeout=900):

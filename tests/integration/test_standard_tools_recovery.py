@@ -11,7 +11,6 @@ import subprocess
 from module_args import ODD_DB, backup_args, run_backup
 
 
-
 def table_digests(server, db):
     """{"schema.table": md5 of all rows, ordered} for every user table, computed in SQL."""
     tables = server.psql(
