@@ -119,7 +119,7 @@ def _dump_database(plan, db_plan, backup_id, passfile, written):
     request = plan.request
     started = time.monotonic()
     conn = _pg.connect(request.connection, db_plan.name, autocommit=False)
-    tmp = None
+    tmp = counter = None
     try:
         conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
         snapshot = _pg.fetch_value(conn, "SELECT pg_export_snapshot()")
@@ -142,6 +142,10 @@ def _dump_database(plan, db_plan, backup_id, passfile, written):
             raise StageError("counting rows in database %r failed: %s" % (db_plan.name, counter.error), stage="row count")
         conn.rollback()
     finally:
+        if counter is not None and counter.is_alive():
+            # A failed dump: stop the count query before closing its connection.
+            conn.cancel()
+            counter.join()
         conn.close()
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
