@@ -6,19 +6,14 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import os
 import shutil
 
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputError
-from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import Stage
+from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import Stage, clean_env
 
 ALGORITHMS = ("zstd", "gzip", "none")
 DEFAULT_LEVEL = {"zstd": 3, "gzip": 6, "none": None}
 LEVEL_RANGE = {"zstd": (1, 19), "gzip": (1, 9)}
-
-
-def _env():
-    return {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "LC_ALL": "C"}
 
 
 def settings(algorithm="zstd", level=None, threads=1):
@@ -46,14 +41,14 @@ def compress_stage(config):
         argv = ["zstd", "-q", "-c", "-%d" % config["level"], "-T%d" % config.get("threads", 1)]
     else:
         argv = ["gzip", "-c", "-%d" % config["level"]]
-    return Stage(algorithm, argv, env=_env())
+    return Stage(algorithm, argv, env=clean_env())
 
 
 def decompress_stage(algorithm):
     if algorithm == "none":
         return None
     if algorithm == "zstd":
-        return Stage("zstd -d", ["zstd", "-q", "-d", "-c"], env=_env())
+        return Stage("zstd -d", ["zstd", "-q", "-d", "-c"], env=clean_env())
     if algorithm == "gzip":
-        return Stage("gzip -d", ["gzip", "-d", "-c"], env=_env())
+        return Stage("gzip -d", ["gzip", "-d", "-c"], env=clean_env())
     raise InputError("unknown compression algorithm %r" % (algorithm,))

@@ -17,7 +17,7 @@ import shutil
 import time
 
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import EncryptionError, InputError
-from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import Stage
+from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import Stage, clean_env
 
 try:
     import gnupg
@@ -29,7 +29,6 @@ except ImportError as exc:  # pragma: no cover - reported by the module
 
 CIPHER = "AES256"
 _FPR_RE = re.compile(r"^(0x)?[0-9A-Fa-f]{16,40}$")
-_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
 
 class Recipient:
@@ -52,13 +51,6 @@ def gpg_binary():
     if not path:
         raise EncryptionError("gpg not found on PATH; install gnupg")
     return path
-
-
-def child_env():
-    env = dict((k, os.environ[k]) for k in _ENV_KEYS if k in os.environ)
-    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-    env["LC_MESSAGES"] = "C"
-    return env
 
 
 def _home(gnupghome):
@@ -133,4 +125,4 @@ def encrypt_stage(gnupghome, recipients):
             argv.extend(["--recipient-file", recipient.key_file])
         else:
             argv.extend(["--recipient", recipient.fingerprint])
-    return Stage("gpg encrypt", argv, env=child_env())
+    return Stage("gpg encrypt", argv, env=clean_env())

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import ConnectError, InputError
-from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import Stage, run_checked
+from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import Stage, clean_env, run_checked
 
 try:
     import psycopg2
@@ -25,9 +25,6 @@ except ImportError as exc:  # pragma: no cover - reported by the module
     PSYCOPG2_IMPORT_ERROR = exc
 
 APPLICATION_NAME = "dbdr.backup"
-# Environment passed on to libpq children; everything else (including PGPASSWORD and any
-# cloud credentials of the controller) stays out of their environment.
-_INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 
 
 class ConnectionParams:
@@ -68,9 +65,8 @@ class ConnectionParams:
 
     def child_env(self, dbname=None, passfile=None):
         """Environment for pg_dump & co: libpq variables instead of argv, no inherited secrets."""
-        env = dict((k, os.environ[k]) for k in _INHERITED_ENV if k in os.environ)
-        env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-        env["LC_MESSAGES"] = "C"
+        # Built from scratch: PGPASSWORD or cloud credentials of the module never reach the child.
+        env = clean_env()
         env["PGUSER"] = self.user
         env["PGPORT"] = str(self.port)
         env["PGSSLMODE"] = self.ssl_mode

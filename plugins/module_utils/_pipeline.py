@@ -29,6 +29,19 @@ PIPE_SIZE = 1024 * 1024
 _STDERR_TAIL = 2000
 
 
+# What child processes inherit from the module's environment: enough to run, no secrets.
+_INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+
+
+def clean_env(**extra):
+    """A minimal environment for a child process, plus `extra` (for example libpq's PG* variables)."""
+    env = dict((k, os.environ[k]) for k in _INHERITED_ENV if k in os.environ)
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env["LC_MESSAGES"] = "C"
+    env.update(extra)
+    return env
+
+
 class Stage:
     """One process of a pipeline: a name for messages, an argument list and its environment."""
 

@@ -26,7 +26,8 @@ from ansible_collections.dbdr.backup.plugins.module_utils._layout import (
     MANIFEST_NAME, backup_id_for, backup_prefix, backups_prefix, isoformat, lock_key, manifest_key, object_key,
     utc_now)
 from ansible_collections.dbdr.backup.plugins.module_utils._manifest import DatabaseRecord, Manifest, StoredObjectRecord
-from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import HashingReader, Pipeline, Stage, run_checked
+from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import (
+    HashingReader, Pipeline, Stage, clean_env, run_checked)
 
 COLLECTION_VERSION = "0.1.0"
 
@@ -135,7 +136,7 @@ def _dump_database(plan, db_plan, backup_id, passfile, written):
             tmp = tempfile.mkdtemp(prefix="dbdr-dump-", dir=request.tmp_dir)
             counter.start()
             run_checked(Stage("pg_dump", _dump_argv(plan, db_plan, snapshot, os.path.join(tmp, "dump")), env=env))
-            tar = Stage("tar", ["tar", "-C", tmp, "-cf", "-", "dump"], env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+            tar = Stage("tar", ["tar", "-C", tmp, "-cf", "-", "dump"], env=clean_env())
             size, sha = _store(plan, backup_id, db_plan.object_name, [tar] + _tail_stages(plan), db_plan.size_bytes, written)
         counter.join()
         if counter.error is not None:
