@@ -630,7 +630,6 @@ class S3Server:
         self.cleanup()
 
 
-
 class FaultRule:
     """Which requests a FaultProxy spoils, and how.
 
@@ -735,7 +734,7 @@ class FaultProxy:
     def start(self):
         proxy = self
         hop_by_hop = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer",
-                      "upgrade", "proxy-authorization", "proxy-authenticate", "content-length"}
+                      "upgrade", "proxy-authorization", "proxy-authenticate", "content-length", "expect"}
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -795,7 +794,9 @@ class FaultProxy:
                     for key, value in resp.getheaders():
                         if key.lower() not in hop_by_hop:
                             self.send_header(key, value)
-                    self.send_header("Content-Length", str(len(data)))
+                    # A HEAD answer has no body but tells the object's length.
+                    length = resp.getheader("Content-Length") if self.command == "HEAD" else None
+                    self.send_header("Content-Length", length if length is not None else str(len(data)))
                     self.end_headers()
                     if self.command != "HEAD":
                         self.wfile.write(data)
