@@ -6,6 +6,8 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import os
+
 from ansible_collections.dbdr.backup.plugins.module_utils._pg import ConnectionParams
 
 
@@ -79,6 +81,9 @@ def connection_params(params):
     """ConnectionParams from a module's validated parameters."""
     return ConnectionParams(
         host=params.get("login_host"), port=params.get("login_port"), user=params.get("login_user"),
-        password=params.get("login_password"), unix_socket=params.get("login_unix_socket"),
+        # libpq's own PGPASSWORD, when given instead of login_password, takes the same safe path
+        # (a 0600 password file for the client tools) rather than leaking into every child.
+        password=params.get("login_password") or os.environ.get("PGPASSWORD"),
+        unix_socket=params.get("login_unix_socket"),
         ssl_mode=params.get("ssl_mode"), ca_cert=params.get("ca_cert"), login_db=params.get("login_db"),
         connect_timeout=params.get("connect_timeout"))

@@ -85,7 +85,7 @@ def resolve_recipients(recipients, gnupghome=None):
         raise InputError("encryption.recipients is empty: name at least one GPG public key "
                          "(fingerprint or key file), or set encryption.type: none explicitly")
     home = _home(gnupghome)
-    gpg = gnupg.GPG(gpgbinary=gpg_binary(), gnupghome=home)
+    gpg = gnupg.GPG(gpgbinary=gpg_binary(), gnupghome=home, env=clean_env())
     now = int(time.time())
     resolved = []
     for recipient in recipients:

@@ -80,6 +80,9 @@ class ConnectionParams:
             env["PGDATABASE"] = dbname
         if passfile is not None:
             env["PGPASSFILE"] = passfile
+        elif os.environ.get("PGPASSFILE"):
+            # The operator's own password file (no login_password given).
+            env["PGPASSFILE"] = os.environ["PGPASSFILE"]
         return env
 
 
@@ -297,7 +300,7 @@ def find_pg_tool(tool, server_major, bin_dir=None):
 
 
 def tool_version(path):
-    out = run_checked(Stage(os.path.basename(path), [path, "--version"]), timeout=30).decode("utf-8", "replace")
+    out = run_checked(Stage(os.path.basename(path), [path, "--version"], env=clean_env()), timeout=30).decode("utf-8", "replace")
     match = _VERSION_RE.search(out)
     if not match:
         raise InputError("cannot read the version of %s from %r" % (path, out.strip()))

@@ -37,17 +37,6 @@ BIG_DB = "faults_big"
 MiB = 1024 * 1024
 NO_LOG_MASK = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
 
-# Known bug (reported): when the only object a killed/interrupted run had started was still a
-# partial file, its backup directory stays behind, empty.  LocalRepository.delete() returns on
-# ENOENT before pruning empty parents, and LocalRepository.sweep_incomplete() unlinks partial
-# files without removing the directories it empties; list_keys() then no longer sees them.
-EMPTY_BACKUP_DIR_LEFT = pytest.mark.xfail(
-    strict=True,
-    reason="BUG plugins/module_utils/_storage/local.py: an interrupted backup whose only object was a partial "
-           "file leaves its backup directory behind, empty, and the next backup does not remove it "
-           "(delete() returns on ENOENT without pruning parents; sweep_incomplete() never removes directories)")
-
-
 # --------------------------------------------------------------------------- helpers
 
 
@@ -325,7 +314,7 @@ def test_pg_dump_failing_mid_stream_leaves_nothing_and_names_the_stage(pg_server
 
 @pytest.mark.parametrize("include_globals", [
     pytest.param(True, id="with-globals"),
-    pytest.param(False, id="database-only", marks=EMPTY_BACKUP_DIR_LEFT),
+    pytest.param(False, id="database-only"),
 ])
 def test_module_killed_mid_upload_local(pg_server, pg_sample, gnupg_home, ansible_runner, tmp_path,
                                         app_dump_bytes, include_globals):
@@ -380,7 +369,7 @@ def test_module_killed_mid_upload_local(pg_server, pg_sample, gnupg_home, ansibl
 
 @pytest.mark.parametrize("include_globals", [
     pytest.param(True, id="with-globals"),
-    pytest.param(False, id="database-only", marks=EMPTY_BACKUP_DIR_LEFT),
+    pytest.param(False, id="database-only"),
 ])
 def test_module_terminated_mid_upload_cleans_up_itself(pg_server, pg_sample, gnupg_home, ansible_runner, tmp_path,
                                                        app_dump_bytes, include_globals):
@@ -606,11 +595,16 @@ def test_two_backups_of_one_cluster_never_run_at_once(pg_server, pg_sample, gnup
         backups = tmp_path / "repo" / cluster / "backups"
         assert sorted(p.name for p in backups.iterdir()) == [backup_id]
         assert (backups / backup_id / "manifest.json").is_file()
+        audits = [json.loads(p.read_text()) for p in (tmp_path / "repo" / cluster / "audit").rglob("*.json")]
     else:
         keys = s3_keys(s3_server, bucket, "pg/%s/" % cluster)
         assert list(backup_ids_of(keys, "pg/%s/backups/" % cluster)) == [backup_id]
         assert "pg/%s/backups/%s/manifest.json" % (cluster, backup_id) in keys
         assert "pg/%s/lock" % cluster not in keys
+        audits = [json.loads(s3_server.client().get_object(Bucket=bucket, Key=k)["Body"].read())
+                  for k in keys if "/audit/" in k]
+    # The refused run is on record too.
+    assert sorted(a["outcome"] for a in audits) == ["ok", "refused"]
 
 
 # --------------------------------------------------------------------------- secrets
@@ -748,11 +742,7 @@ def test_controller_secrets_in_the_task_environment_do_not_reach_children(pg_ser
     for tool, argv, _env in calls:
         assert pg_secret not in " ".join(argv) and aws_secret not in " ".join(argv), (tool, argv)
     # Nor does any other child (version probes, key look-ups).
-    others = leaks(calls)
-    if others:
-        pytest.xfail("BUG: the task environment's secrets reach children that do not need them (version probes "
-                     "in plugins/module_utils/_backup/plan.py _tool_version() and _pg.tool_version() run with env=None; "
-                     "_gpg.resolve_recipients() builds gnupg.GPG() without env=): %s" % "; ".join(others))
+    assert leaks(calls) == []
 
 
 # --------------------------------------------------------------------------- bad credentials

@@ -17,7 +17,7 @@ from ansible_collections.dbdr.backup.plugins.module_utils import _compression, _
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputError
 from ansible_collections.dbdr.backup.plugins.module_utils._layout import (
     backups_prefix, database_object_name, globals_object_name, validate_cluster)
-from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import Stage, run_checked
+from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import Stage, clean_env, run_checked
 from ansible_collections.dbdr.backup.plugins.module_utils._storage.base import GFS_CLASSES, open_repository
 
 _LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
@@ -149,7 +149,7 @@ def _encryption(request, repository):
 
 
 def _tool_version(name, argv):
-    out = run_checked(Stage(name, argv), timeout=30).decode("utf-8", "replace")
+    out = run_checked(Stage(name, argv, env=clean_env()), timeout=30).decode("utf-8", "replace")
     return out.strip().splitlines()[0] if out.strip() else name
 
 

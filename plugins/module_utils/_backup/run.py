@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.dbdr.backup.plugins.module_utils import _compression, _gpg, _pg
 from ansible_collections.dbdr.backup.plugins.module_utils._audit import write_audit
-from ansible_collections.dbdr.backup.plugins.module_utils._errors import DbdrError, StageError, StorageError
+from ansible_collections.dbdr.backup.plugins.module_utils._errors import DbdrError, LockedError, StageError, StorageError
 from ansible_collections.dbdr.backup.plugins.module_utils._layout import (
     MANIFEST_NAME, backup_id_for, backup_prefix, backups_prefix, isoformat, lock_key, manifest_key, object_key,
     utc_now)
@@ -214,62 +214,75 @@ def _cleanup(repository, written, warnings):
 
 def run_backup(plan):
     request = plan.request
-    repository = plan.repository
     started = utc_now()
+    holder = {"operation": "backup", "started_at": isoformat(started)}
+    try:
+        with plan.repository.lock(lock_key(request.cluster), holder):
+            return _run_locked(plan, started)
+    except LockedError as exc:
+        try:
+            write_audit(plan.repository, request.cluster, "backup", started, "refused",
+                        {"plan": plan.to_dict(), "error": str(exc)})
+        except Exception:  # pylint: disable=broad-except
+            pass
+        raise
+
+
+def _run_locked(plan, started):
+    request = plan.request
+    repository = plan.repository
     clock = time.monotonic()
     warnings = []
-    holder = {"operation": "backup", "started_at": isoformat(started)}
     audit_details = {"plan": plan.to_dict()}
     written = []
-    with repository.lock(lock_key(request.cluster), holder):
-        try:
-            orphans = _sweep_orphans(repository, request.cluster, warnings)
-            backup_id, started = _allocate_backup_id(repository, request.cluster)
-            audit_details["backup_id"] = backup_id
-            objects, databases, globals_info = [], [], None
-            with _pg.password_file(request.connection) as passfile:
-                if plan.globals_object:
-                    record, globals_info = _dump_globals(plan, backup_id, passfile, written)
-                    objects.append(record)
-                workers = request.jobs if request.dump_format == "custom" else 1
-                if workers > 1 and len(plan.databases) > 1:
-                    with ThreadPoolExecutor(max_workers=workers) as pool:
-                        futures = [pool.submit(_dump_database, plan, db, backup_id, passfile, written)
-                                   for db in plan.databases]
-                        results = [f.result() for f in futures]
-                else:
-                    results = [_dump_database(plan, db, backup_id, passfile, written) for db in plan.databases]
-            for record, database in results:
+    try:
+        orphans = _sweep_orphans(repository, request.cluster, warnings)
+        backup_id, started = _allocate_backup_id(repository, request.cluster)
+        audit_details["backup_id"] = backup_id
+        objects, databases, globals_info = [], [], None
+        with _pg.password_file(request.connection) as passfile:
+            if plan.globals_object:
+                record, globals_info = _dump_globals(plan, backup_id, passfile, written)
                 objects.append(record)
-                databases.append(database)
-            finished = utc_now()
-            manifest = Manifest(
-                backup_id, request.cluster, request.kind, isoformat(started), isoformat(finished), objects, databases,
-                server={"version": plan.server.version, "version_num": plan.server.version_num,
-                        "system_identifier": plan.server.system_identifier, "in_recovery": plan.server.in_recovery},
-                tools=dict((k, v["version"]) for k, v in plan.tools.items()), host=socket.gethostname(),
-                compression=plan.compression,
-                encryption={"type": plan.encryption_type, "cipher": _gpg.CIPHER if plan.recipients else None,
-                            "recipients": [r.to_dict() for r in plan.recipients]},
-                dump={"format": request.dump_format, "schema_only": request.schema_only, "data_only": request.data_only,
-                      "tables": request.tables, "exclude_tables": request.exclude_tables,
-                      "dbdr_backup_version": COLLECTION_VERSION},
-                gfs_class=request.gfs_class, labels=request.labels, globals_info=globals_info,
-                duration_seconds=round(time.monotonic() - clock, 3))
-            # The manifest is written last: until it exists, the backup does not.
-            repository.put_bytes(manifest_key(request.cluster, backup_id), manifest.to_json(), request.gfs_class)
-        except BaseException as exc:
-            _cleanup(repository, written, warnings)
-            audit_details["error"] = str(exc) or exc.__class__.__name__
-            audit_details["warnings"] = warnings
-            try:
-                write_audit(repository, request.cluster, "backup", started, "failed", audit_details)
-            except Exception:  # pylint: disable=broad-except
-                pass
-            if isinstance(exc, DbdrError) or not isinstance(exc, Exception):
-                raise
-            raise StageError("unexpected %s: %s" % (exc.__class__.__name__, exc), stage="backup")
-        audit_details.update({"bytes": manifest.total_bytes, "objects": [o.to_dict() for o in objects],
-                              "warnings": warnings})
-        audit = write_audit(repository, request.cluster, "backup", started, "ok", audit_details)
+            workers = request.jobs if request.dump_format == "custom" else 1
+            if workers > 1 and len(plan.databases) > 1:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    futures = [pool.submit(_dump_database, plan, db, backup_id, passfile, written)
+                               for db in plan.databases]
+                    results = [f.result() for f in futures]
+            else:
+                results = [_dump_database(plan, db, backup_id, passfile, written) for db in plan.databases]
+        for record, database in results:
+            objects.append(record)
+            databases.append(database)
+        finished = utc_now()
+        manifest = Manifest(
+            backup_id, request.cluster, request.kind, isoformat(started), isoformat(finished), objects, databases,
+            server={"version": plan.server.version, "version_num": plan.server.version_num,
+                    "system_identifier": plan.server.system_identifier, "in_recovery": plan.server.in_recovery},
+            tools=dict((k, v["version"]) for k, v in plan.tools.items()), host=socket.gethostname(),
+            compression=plan.compression,
+            encryption={"type": plan.encryption_type, "cipher": _gpg.CIPHER if plan.recipients else None,
+                        "recipients": [r.to_dict() for r in plan.recipients]},
+            dump={"format": request.dump_format, "schema_only": request.schema_only, "data_only": request.data_only,
+                  "tables": request.tables, "exclude_tables": request.exclude_tables,
+                  "dbdr_backup_version": COLLECTION_VERSION},
+            gfs_class=request.gfs_class, labels=request.labels, globals_info=globals_info,
+            duration_seconds=round(time.monotonic() - clock, 3))
+        # The manifest is written last: until it exists, the backup does not.
+        repository.put_bytes(manifest_key(request.cluster, backup_id), manifest.to_json(), request.gfs_class)
+    except BaseException as exc:
+        _cleanup(repository, written, warnings)
+        audit_details["error"] = str(exc) or exc.__class__.__name__
+        audit_details["warnings"] = warnings
+        try:
+            write_audit(repository, request.cluster, "backup", started, "failed", audit_details)
+        except Exception:  # pylint: disable=broad-except
+            pass
+        if isinstance(exc, DbdrError) or not isinstance(exc, Exception):
+            raise
+        raise StageError("unexpected %s: %s" % (exc.__class__.__name__, exc), stage="backup")
+    audit_details.update({"bytes": manifest.total_bytes, "objects": [o.to_dict() for o in objects],
+                          "warnings": warnings})
+    audit = write_audit(repository, request.cluster, "backup", started, "ok", audit_details)
     return BackupResult(manifest, round(time.monotonic() - clock, 3), orphans, audit, warnings)

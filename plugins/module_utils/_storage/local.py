@@ -154,9 +154,10 @@ class LocalRepository(Repository):
         except OSError as exc:
             if exc.errno != errno.ENOENT:
                 raise _translate(exc, path)
-            return
-        # Remove directories left empty, up to the repository root.
-        directory = os.path.dirname(path)
+        self._prune(os.path.dirname(path))
+
+    def _prune(self, directory):
+        """Remove directories left empty, up to the repository root."""
         while directory != self.root and directory.startswith(self.root + os.sep):
             try:
                 os.rmdir(directory)
@@ -189,11 +190,14 @@ class LocalRepository(Repository):
     def sweep_incomplete(self, prefix):
         base = self._path(prefix.rstrip("/"))
         removed = 0
-        for directory, _dirs, files in os.walk(base):
+        for directory, dirs, files in os.walk(base, topdown=False):
             for name in files:
                 if PARTIAL_MARK in name:
                     os.unlink(os.path.join(directory, name))
                     removed += 1
+            if directory != base and not dirs and not os.listdir(directory):
+                # A backup directory a killed writer left empty.
+                self._prune(directory)
         return removed
 
 
