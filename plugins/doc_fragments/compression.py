@@ -23,7 +23,10 @@ options:
         description: Compression level; default 3 for zstd (1-19), 6 for gzip (1-9).
         type: int
       threads:
-        description: Worker threads of zstd per stream.
+        description:
+          - Worker threads of zstd per stream (C(zstd -T)); V(0) means one per core.
+          - Two threads let compression share the load with the PostgreSQL server process on small hosts;
+            see docs/performance.md.
         type: int
-        default: 1
+        default: 2
 '''

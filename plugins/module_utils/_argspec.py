@@ -72,7 +72,7 @@ def compression_argspec():
         compression=dict(type="dict", default={"algorithm": "zstd"}, options=dict(
             algorithm=dict(type="str", default="zstd", choices=["zstd", "gzip", "none"]),
             level=dict(type="int"),
-            threads=dict(type="int", default=1),
+            threads=dict(type="int", default=2),
         )),
     )
 

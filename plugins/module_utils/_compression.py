@@ -16,7 +16,7 @@ DEFAULT_LEVEL = {"zstd": 3, "gzip": 6, "none": None}
 LEVEL_RANGE = {"zstd": (1, 19), "gzip": (1, 9)}
 
 
-def settings(algorithm="zstd", level=None, threads=1):
+def settings(algorithm="zstd", level=None, threads=2):
     """Validate and fill in defaults; returns the dict recorded in the manifest."""
     algorithm = algorithm or "zstd"
     if algorithm not in ALGORITHMS:
@@ -30,7 +30,11 @@ def settings(algorithm="zstd", level=None, threads=1):
         raise InputError("compression.level %s is out of range for %s (%d-%d)" % (level, algorithm, low, high))
     if shutil.which(algorithm) is None:
         raise InputError("%s not found on PATH; install it or choose another compression.algorithm" % algorithm)
-    return {"algorithm": algorithm, "level": int(level), "threads": int(threads or 1)}
+    if threads is None:
+        threads = 2
+    if not 0 <= int(threads) <= 64:
+        raise InputError("compression.threads must be between 0 (one per core) and 64")
+    return {"algorithm": algorithm, "level": int(level), "threads": int(threads)}
 
 
 def compress_stage(config):

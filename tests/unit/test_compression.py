@@ -5,7 +5,7 @@ from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputEr
 
 
 def test_defaults():
-    assert _compression.settings() == {"algorithm": "zstd", "level": 3, "threads": 1}
+    assert _compression.settings() == {"algorithm": "zstd", "level": 3, "threads": 2}
     assert _compression.settings("gzip")["level"] == 6
     assert _compression.settings("none") == {"algorithm": "none", "level": None}
     assert _compression.compress_stage(_compression.settings("none")) is None
@@ -16,3 +16,9 @@ def test_defaults():
 def test_invalid(algorithm, level):
     with pytest.raises(InputError):
         _compression.settings(algorithm, level)
+
+
+def test_threads():
+    assert _compression.compress_stage(_compression.settings("zstd", 3, 0)).argv[-1] == "-T0"
+    with pytest.raises(InputError, match="threads"):
+        _compression.settings("zstd", 3, -1)
