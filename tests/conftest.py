@@ -36,24 +36,23 @@ if _COLLECTIONS not in sys.path:
     sys.path.insert(0, _COLLECTIONS)
 
 
+def _running(component):
+    """Set a harness component up, hand it to the tests, always clean it up."""
+    try:
+        component.setup()
+        yield component
+    finally:
+        component.cleanup()
+
+
 @pytest.fixture(scope="session")
 def pg_server():
-    server = harness.PostgresServer()
-    try:
-        server.setup()
-        yield server
-    finally:
-        server.cleanup()
+    yield from _running(harness.PostgresServer())
 
 
 @pytest.fixture(scope="session")
 def pg_server_other():
-    server = harness.PostgresServer()
-    try:
-        server.setup()
-        yield server
-    finally:
-        server.cleanup()
+    yield from _running(harness.PostgresServer())
 
 
 @pytest.fixture(scope="session")
@@ -63,29 +62,14 @@ def pg_sample(pg_server):
 
 @pytest.fixture(scope="session")
 def gnupg_home():
-    home = harness.GnupgHome()
-    try:
-        home.setup()
-        yield home
-    finally:
-        home.cleanup()
+    yield from _running(harness.GnupgHome())
 
 
 @pytest.fixture(scope="session")
 def s3_server():
-    server = harness.S3Server()
-    try:
-        server.setup()
-        yield server
-    finally:
-        server.cleanup()
+    yield from _running(harness.S3Server())
 
 
 @pytest.fixture(scope="session")
 def ansible_runner():
-    runner = harness.AnsibleRunner()
-    try:
-        runner.setup()
-        yield runner
-    finally:
-        runner.cleanup()
+    yield from _running(harness.AnsibleRunner())
