@@ -39,7 +39,7 @@ class BackupRequest:
         self.databases = list(databases or ["all"])
         self.include_globals = include_globals
         self.dump_format = dump_format
-        self.jobs = int(jobs or 1)
+        self.jobs = int(jobs) if jobs is not None else 1
         self.schema_only = schema_only
         self.data_only = data_only
         self.tables = list(tables or [])
@@ -118,9 +118,11 @@ def _validate_request(request):
         raise InputError("jobs must be between 1 and 64")
     if request.gfs_class not in GFS_CLASSES:
         raise InputError("gfs_class must be one of %s" % ", ".join(GFS_CLASSES))
-    for key, value in request.labels.items():
+    for key, value in list(request.labels.items()):
         if not _LABEL_KEY_RE.match(str(key)):
             raise InputError("label key %r: use 1-63 characters from letters, digits, '_', '.', '-'" % (key,))
+        if isinstance(value, (bool, int, float)):
+            value = request.labels[key] = str(value).lower() if isinstance(value, bool) else str(value)
         if not isinstance(value, str) or len(value) > 256:
             raise InputError("label %r must be a string of at most 256 characters" % (key,))
     if not request.databases:
