@@ -119,6 +119,8 @@ def encrypt_stage(gnupghome, recipients):
     argv = [gpg_binary(), "--batch", "--no-tty", "--quiet", "--homedir", gnupghome,
             # The fingerprint is the trust decision; no web of trust is consulted.
             "--trust-model", "always", "--no-auto-key-locate",
+            # encrypt-to lines of a gpg.conf would add recipients the manifest does not record.
+            "--no-encrypt-to",
             "--compress-algo", "none", "--cipher-algo", CIPHER, "--encrypt", "--output", "-"]
     for recipient in recipients:
         if recipient.key_file:

@@ -23,7 +23,7 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 BACKUP_ID_FORMAT = "%Y%m%dT%H%M%SZ"
 
-_BACKUP_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z$")
+BACKUP_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z$")
 _CLUSTER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 # Characters that stay readable in object names; everything else (including '.', '%'
 # and any non-ASCII byte) is percent-encoded from the name's UTF-8 bytes.
@@ -53,7 +53,7 @@ def backup_id_time(backup_id):
 
 
 def validate_backup_id(backup_id):
-    if not isinstance(backup_id, str) or not _BACKUP_ID_RE.match(backup_id):
+    if not isinstance(backup_id, str) or not BACKUP_ID_RE.match(backup_id):
         raise InputError("invalid backup id %r: expected YYYYMMDDTHHMMSSZ (UTC), e.g. 20261120T030000Z" % (backup_id,))
     try:
         datetime.datetime.strptime(backup_id, BACKUP_ID_FORMAT)

@@ -12,7 +12,7 @@ import re
 import shutil
 import tempfile
 
-from ansible_collections.dbdr.backup.plugins.module_utils._errors import ConnectError, InputError
+from ansible_collections.dbdr.backup.plugins.module_utils._errors import ConnectError, DbdrError, InputError
 from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import Stage, clean_env, run_checked
 
 try:
@@ -25,6 +25,16 @@ except ImportError as exc:  # pragma: no cover - reported by the module
     PSYCOPG2_IMPORT_ERROR = exc
 
 APPLICATION_NAME = "dbdr.backup"
+# libpq settings (never secrets) that psycopg2 picks up from the module's environment; the
+# client tools get the same ones so that both reach the same server the same way.
+_LIBPQ_ENV = ("PGHOST", "PGHOSTADDR", "PGSERVICE", "PGSERVICEFILE", "PGSSLCERT", "PGSSLKEY", "PGSSLCRL",
+              "PGSSLROOTCERT", "PGOPTIONS", "PGTARGETSESSIONATTRS", "PGGSSENCMODE", "PGKRBSRVNAME")
+
+
+class QueryError(DbdrError):
+    """A catalog or data query failed (permissions, invalid pattern, server error)."""
+
+    stage = "query"
 
 
 class ConnectionParams:
@@ -66,7 +76,7 @@ class ConnectionParams:
     def child_env(self, dbname=None, passfile=None):
         """Environment for pg_dump & co: libpq variables instead of argv, no inherited secrets."""
         # Built from scratch: PGPASSWORD or cloud credentials of the module never reach the child.
-        env = clean_env()
+        env = clean_env(**dict((k, os.environ[k]) for k in _LIBPQ_ENV if k in os.environ))
         env["PGUSER"] = self.user
         env["PGPORT"] = str(self.port)
         env["PGSSLMODE"] = self.ssl_mode
@@ -134,9 +144,12 @@ def connect(params, dbname=None, autocommit=True):
 
 
 def fetch_all(conn, query, args=None):
-    with conn.cursor() as cur:
-        cur.execute(query, args)
-        return cur.fetchall()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query, args)
+            return cur.fetchall()
+    except psycopg2.Error as exc:
+        raise QueryError("query failed: %s" % (str(exc).strip().splitlines() or [exc.__class__.__name__])[0])
 
 
 def fetch_value(conn, query, args=None):
@@ -170,7 +183,9 @@ def list_databases(conn):
 
 
 def database_sizes(conn, names):
-    rows = fetch_all(conn, "SELECT datname, pg_database_size(oid) FROM pg_database WHERE datname = ANY(%s)", (list(names),))
+    # A size needs CONNECT (or pg_read_all_stats); without it the connect check reports the problem.
+    rows = fetch_all(conn, "SELECT datname, CASE WHEN has_database_privilege(oid, 'CONNECT') "
+                           "THEN pg_database_size(oid) END FROM pg_database WHERE datname = ANY(%s)", (list(names),))
     return dict(rows)
 
 
@@ -234,7 +249,7 @@ def exact_table_pattern(schema, name):
 
 # Relations pg_dump can select with --table; data is dumped (and counted) for 'r' only.
 _USER_RELATIONS = """
-SELECT n.nspname, c.relname, c.relkind
+SELECT n.nspname, c.relname, c.relkind, c.oid
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
    AND c.relpersistence <> 't'
@@ -250,12 +265,20 @@ def user_relations(conn):
     return [(r[0], r[1], r[2]) for r in fetch_all(conn, _USER_RELATIONS)]
 
 
+def unlogged_tables(conn):
+    rows = fetch_all(conn, "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                           "WHERE c.relkind = 'r' AND c.relpersistence = 'u'")
+    return [(r[0], r[1]) for r in rows]
+
+
 def match_patterns(conn, patterns, database, strict):
     """Relations (schema, name, kind) matching any pattern; strict: every pattern must match."""
     matched = []
     seen = set()
-    query = ("SELECT nspname, relname, relkind FROM (%s) rel "
-             "WHERE relname ~ %%s AND (%%s::text IS NULL OR nspname ~ %%s) ORDER BY 1, 2" % _USER_RELATIONS)
+    # Like psql and pg_dump, an unqualified pattern matches only tables visible in the search path.
+    query = ("SELECT nspname, relname, relkind FROM (%s) rel WHERE relname ~ %%s "
+             "AND (CASE WHEN %%s::text IS NULL THEN pg_table_is_visible(oid) ELSE nspname ~ %%s END) "
+             "ORDER BY 1, 2" % _USER_RELATIONS)
     for pattern in patterns:
         schema_re, name_re = pattern_to_regexes(pattern)
         hits = [tuple(r) for r in fetch_all(conn, query, (name_re, schema_re, schema_re or ""))]
@@ -266,6 +289,31 @@ def match_patterns(conn, patterns, database, strict):
                 seen.add(hit)
                 matched.append(hit)
     return matched
+
+
+_PARTITIONS = """
+WITH RECURSIVE tree(oid) AS (
+    SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = %s AND c.relname = %s
+    UNION ALL
+    SELECT i.inhrelid FROM pg_inherits i JOIN tree ON i.inhparent = tree.oid
+)
+SELECT n.nspname, c.relname, c.relkind FROM tree JOIN pg_class c ON c.oid = tree.oid
+  JOIN pg_namespace n ON n.oid = c.relnamespace ORDER BY 1, 2
+"""
+
+
+def with_partitions(conn, relations):
+    """Relations plus every partition below the partitioned ones: pg_dump before 16 selects a
+    partitioned table's definition only, its data lives in the partitions."""
+    out, seen = [], set()
+    for relation in relations:
+        members = [tuple(r) for r in fetch_all(conn, _PARTITIONS, relation[:2])] if relation[2] == "p" else [relation]
+        for member in members:
+            if member not in seen:
+                seen.add(member)
+                out.append(member)
+    return out
 
 
 def count_rows(conn, schema, name):

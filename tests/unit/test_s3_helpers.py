@@ -33,21 +33,28 @@ def test_error_translation(code, status, kind):
 def test_part_size_keeps_under_10000_parts():
     assert s3._part_size(None) == 16 * s3.MiB
     assert s3._part_size(1024) == s3.MIN_PART
-    huge = 2 * 1024 ** 4
-    part = s3._part_size(huge)
-    assert huge * 1.5 / part < s3.MAX_PARTS and part % s3.MiB == 0
+    big = 500 * 1024 ** 3
+    part = s3._part_size(big)
+    assert big * 1.5 / part < s3.MAX_PARTS and part % s3.MiB == 0
+    # Memory is bounded: parts never exceed the cap, whatever the database size.
+    assert s3._part_size(50 * 1024 ** 4) == s3.MAX_PART
 
 
 def test_tags_and_encryption_args():
     repo = s3.S3Repository(client=None, bucket="b", storage_class="STANDARD_IA", sse="aws:kms", sse_kms_key_id="k")
-    assert repo._extra_args("weekly") == {"Tagging": "dbdr-class=weekly", "StorageClass": "STANDARD_IA",
+    assert repo._extra_args("weekly", data=True) == {"Tagging": "dbdr-class=weekly", "StorageClass": "STANDARD_IA",
                                           "ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "k"}
-    assert repo._extra_args(None) == {"StorageClass": "STANDARD_IA", "ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "k"}
+    # Manifests, audit records and locks stay in STANDARD; tags move them later.
+    assert repo._extra_args(None) == {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "k"}
     assert repo.describe("c/x") == "s3://b/c/x"
 
 
 def test_stale_lock_detection(monkeypatch):
     monkeypatch.setattr(s3.socket, "gethostname", lambda: "db1")
     assert not s3._holder_is_stale({"host": "db2", "pid": 1})
-    assert s3._holder_is_stale({"host": "db1", "pid": 2 ** 22 + 12345, "boot_id": s3.boot_id()})
+    here = {"host": "db1", "boot_id": s3.boot_id(), "pid_ns": s3.pid_namespace()}
+    assert s3._holder_is_stale(dict(here, pid=2 ** 22 + 12345))
+    assert not s3._holder_is_stale(dict(here, pid=s3.os.getpid()))
+    # Same host name and kernel, another pid namespace (a container): its pid cannot be checked.
+    assert not s3._holder_is_stale(dict(here, pid=2 ** 22 + 12345, pid_ns="pid:[1]"))
     assert s3._holder_is_stale({"host": "db1", "pid": 1, "boot_id": "another-boot"})

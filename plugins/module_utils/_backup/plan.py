@@ -12,6 +12,8 @@ __metaclass__ = type
 
 import os
 import re
+import shutil
+import tempfile
 
 from ansible_collections.dbdr.backup.plugins.module_utils import _compression, _gpg, _pg
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputError
@@ -175,6 +177,17 @@ def _resolve_databases(conn, request, server):
     return seen
 
 
+def _check_staging_space(tmp_dir, largest_database):
+    """Directory format stages an uncompressed dump; refuse early when it cannot fit.
+    (A dump is usually smaller than the database: indexes are not dumped, only defined.)"""
+    directory = tmp_dir or tempfile.gettempdir()
+    free = shutil.disk_usage(directory).free
+    if largest_database and free < largest_database // 2:
+        raise InputError("format directory stages the dump in %s, which has %d MiB free for a database of %d MiB; "
+                         "set tmp_dir to a larger file system or use format custom (streamed, no staging)"
+                         % (directory, free // 2 ** 20, largest_database // 2 ** 20))
+
+
 def plan_backup(request):
     _validate_request(request)
     if not _pg.HAS_PSYCOPG2:
@@ -216,14 +229,17 @@ def plan_backup(request):
         dbconn = _pg.connect(request.connection, name)
         try:
             if request.tables:
-                include = _pg.match_patterns(dbconn, request.tables, name, strict=True)
+                include = _pg.with_partitions(dbconn, _pg.match_patterns(dbconn, request.tables, name, strict=True))
             if request.exclude_tables:
-                exclude = _pg.match_patterns(dbconn, request.exclude_tables, name, strict=False)
+                exclude = _pg.with_partitions(dbconn, _pg.match_patterns(dbconn, request.exclude_tables, name,
+                                                                        strict=False))
         finally:
             dbconn.close()
         databases.append(DatabasePlan(
             name, database_object_name(name, request.dump_format, compression["algorithm"], encryption_type),
             sizes.get(name), include, exclude))
+    if request.dump_format == "directory":
+        _check_staging_space(request.tmp_dir, max([d.size_bytes or 0 for d in databases] or [0]))
     globals_object = globals_object_name(compression["algorithm"], encryption_type) if request.include_globals else None
     return BackupPlan(request, repository, server, databases, globals_object, tools, recipients, gnupghome,
                       compression, server.is_superuser)

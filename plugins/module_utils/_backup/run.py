@@ -23,7 +23,7 @@ from ansible_collections.dbdr.backup.plugins.module_utils import _compression, _
 from ansible_collections.dbdr.backup.plugins.module_utils._audit import write_audit
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import DbdrError, LockedError, StageError, StorageError
 from ansible_collections.dbdr.backup.plugins.module_utils._layout import (
-    MANIFEST_NAME, backup_id_for, backup_prefix, backups_prefix, isoformat, lock_key, manifest_key, object_key,
+    BACKUP_ID_RE, MANIFEST_NAME, backup_id_for, backup_prefix, backups_prefix, isoformat, lock_key, manifest_key, object_key,
     utc_now)
 from ansible_collections.dbdr.backup.plugins.module_utils._manifest import DatabaseRecord, Manifest, StoredObjectRecord
 from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import (
@@ -59,14 +59,42 @@ def _tail_stages(plan):
     return stages
 
 
-def _store(plan, backup_id, name, stages, size_hint, written):
+class _LivePipelines:
+    """Pipelines running in worker threads, so that a failure or SIGTERM in the main thread
+    can stop them all at once instead of waiting for every dump to finish."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._pipes = set()
+
+    def add(self, pipe):
+        with self._lock:
+            self._pipes.add(pipe)
+
+    def discard(self, pipe):
+        with self._lock:
+            self._pipes.discard(pipe)
+
+    def kill_all(self):
+        with self._lock:
+            pipes = list(self._pipes)
+        for pipe in pipes:
+            pipe.kill()
+
+
+def _store(plan, backup_id, name, stages, size_hint, written, live):
     """Run the stages into the repository; returns the StoredObjectRecord fields."""
     key = object_key(plan.request.cluster, backup_id, name)
-    written.append(key)
     with Pipeline(stages) as pipe:
-        reader = HashingReader(pipe.stdout)
-        plan.repository.put_stream(key, reader, plan.request.gfs_class, size_hint=size_hint)
-        pipe.finish()
+        live.add(pipe)
+        try:
+            reader = HashingReader(pipe.stdout)
+            plan.repository.put_stream(key, reader, plan.request.gfs_class, size_hint=size_hint)
+            # Stored now (an existing key was refused above, never recorded): ours to remove on failure.
+            written.append(key)
+            pipe.finish()
+        finally:
+            live.discard(pipe)
     return reader.bytes, reader.hexdigest()
 
 
@@ -116,7 +144,7 @@ def _dump_argv(plan, db_plan, snapshot, output_dir=None):
     return argv
 
 
-def _dump_database(plan, db_plan, backup_id, passfile, written):
+def _dump_database(plan, db_plan, backup_id, passfile, written, live):
     request = plan.request
     started = time.monotonic()
     conn = _pg.connect(request.connection, db_plan.name, autocommit=False)
@@ -125,19 +153,24 @@ def _dump_database(plan, db_plan, backup_id, passfile, written):
         conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
         snapshot = _pg.fetch_value(conn, "SELECT pg_export_snapshot()")
         tables = [] if request.schema_only else _tables_to_count(_pg.user_relations(conn), db_plan)
+        if plan.server.in_recovery and tables:
+            # On a standby pg_dump leaves out unlogged tables' data (it cannot read it); so do we.
+            unlogged = set(_pg.unlogged_tables(conn))
+            tables = [t for t in tables if t not in unlogged]
         counter = _RowCounter(conn, tables)
         env = request.connection.child_env(db_plan.name, passfile)
         if request.dump_format == "custom":
             counter.start()
             stages = [Stage("pg_dump", _dump_argv(plan, db_plan, snapshot), env=env)] + _tail_stages(plan)
-            size, sha = _store(plan, backup_id, db_plan.object_name, stages, db_plan.size_bytes, written)
+            size, sha = _store(plan, backup_id, db_plan.object_name, stages, db_plan.size_bytes, written, live)
         else:
             # Directory format needs a real directory (pg_dump --jobs writes files in parallel).
             tmp = tempfile.mkdtemp(prefix="dbdr-dump-", dir=request.tmp_dir)
             counter.start()
             run_checked(Stage("pg_dump", _dump_argv(plan, db_plan, snapshot, os.path.join(tmp, "dump")), env=env))
             tar = Stage("tar", ["tar", "-C", tmp, "-cf", "-", "dump"], env=clean_env())
-            size, sha = _store(plan, backup_id, db_plan.object_name, [tar] + _tail_stages(plan), db_plan.size_bytes, written)
+            size, sha = _store(plan, backup_id, db_plan.object_name, [tar] + _tail_stages(plan), db_plan.size_bytes,
+                               written, live)
         counter.join()
         if counter.error is not None:
             raise StageError("counting rows in database %r failed: %s" % (db_plan.name, counter.error), stage="row count")
@@ -156,14 +189,14 @@ def _dump_database(plan, db_plan, backup_id, passfile, written):
     return record, database
 
 
-def _dump_globals(plan, backup_id, passfile, written):
+def _dump_globals(plan, backup_id, passfile, written, live):
     request = plan.request
     argv = [plan.tools["pg_dumpall"]["path"], "--no-password", "--globals-only", "-l", request.connection.login_db]
     if not plan.is_superuser:
         # Role passwords live in pg_authid, which only superusers may read.
         argv.append("--no-role-passwords")
     stages = [Stage("pg_dumpall", argv, env=request.connection.child_env(None, passfile))] + _tail_stages(plan)
-    size, sha = _store(plan, backup_id, plan.globals_object, stages, None, written)
+    size, sha = _store(plan, backup_id, plan.globals_object, stages, None, written, live)
     info = {"object": plan.globals_object, "role_passwords": plan.is_superuser}
     return StoredObjectRecord(plan.globals_object, "globals", size, sha), info
 
@@ -191,8 +224,8 @@ def _sweep_orphans(repository, cluster, warnings):
         backup_id = key[len(prefix):].split("/", 1)[0]
         by_backup.setdefault(backup_id, []).append(key)
     for backup_id, keys in sorted(by_backup.items()):
-        if any(k.endswith("/" + MANIFEST_NAME) for k in keys):
-            continue
+        if not BACKUP_ID_RE.match(backup_id) or any(k.endswith("/" + MANIFEST_NAME) for k in keys):
+            continue  # complete backups, and anything that is not ours to judge
         try:
             for key in keys:
                 repository.delete(key)
@@ -216,9 +249,10 @@ def run_backup(plan):
     request = plan.request
     started = utc_now()
     holder = {"operation": "backup", "started_at": isoformat(started)}
+    result = None
     try:
         with plan.repository.lock(lock_key(request.cluster), holder):
-            return _run_locked(plan, started)
+            result = _run_locked(plan, started)
     except LockedError as exc:
         try:
             write_audit(plan.repository, request.cluster, "backup", started, "refused",
@@ -226,6 +260,39 @@ def run_backup(plan):
         except Exception:  # pylint: disable=broad-except
             pass
         raise
+    except StorageError as exc:
+        if result is None:
+            raise
+        # The backup is complete (manifest written); only releasing the lock failed.
+        result.warnings.append("backup complete, but the lock could not be released: %s" % exc)
+    return result
+
+
+def _dump_all(plan, backup_id, passfile, written, live):
+    request = plan.request
+    objects, results, globals_info = [], [], None
+    if plan.globals_object:
+        record, globals_info = _dump_globals(plan, backup_id, passfile, written, live)
+        objects.append(record)
+    workers = request.jobs if request.dump_format == "custom" else 1
+    if workers > 1 and len(plan.databases) > 1:
+        pool = ThreadPoolExecutor(max_workers=workers)
+        futures = []
+        try:
+            futures = [pool.submit(_dump_database, plan, db, backup_id, passfile, written, live)
+                       for db in plan.databases]
+            results = [f.result() for f in futures]
+        except BaseException:
+            # Stop the other dumps now rather than waiting for each one to finish.
+            for future in futures:
+                future.cancel()
+            live.kill_all()
+            raise
+        finally:
+            pool.shutdown(wait=True)
+    else:
+        results = [_dump_database(plan, db, backup_id, passfile, written, live) for db in plan.databases]
+    return objects, results, globals_info
 
 
 def _run_locked(plan, started):
@@ -235,23 +302,15 @@ def _run_locked(plan, started):
     warnings = []
     audit_details = {"plan": plan.to_dict()}
     written = []
+    live = _LivePipelines()
+    lock = lock_key(request.cluster)
     try:
-        orphans = _sweep_orphans(repository, request.cluster, warnings)
         backup_id, started = _allocate_backup_id(repository, request.cluster)
         audit_details["backup_id"] = backup_id
-        objects, databases, globals_info = [], [], None
+        orphans = _sweep_orphans(repository, request.cluster, warnings)
         with _pg.password_file(request.connection) as passfile:
-            if plan.globals_object:
-                record, globals_info = _dump_globals(plan, backup_id, passfile, written)
-                objects.append(record)
-            workers = request.jobs if request.dump_format == "custom" else 1
-            if workers > 1 and len(plan.databases) > 1:
-                with ThreadPoolExecutor(max_workers=workers) as pool:
-                    futures = [pool.submit(_dump_database, plan, db, backup_id, passfile, written)
-                               for db in plan.databases]
-                    results = [f.result() for f in futures]
-            else:
-                results = [_dump_database(plan, db, backup_id, passfile, written) for db in plan.databases]
+            objects, results, globals_info = _dump_all(plan, backup_id, passfile, written, live)
+        databases = []
         for record, database in results:
             objects.append(record)
             databases.append(database)
@@ -269,9 +328,15 @@ def _run_locked(plan, started):
                   "dbdr_backup_version": COLLECTION_VERSION},
             gfs_class=request.gfs_class, labels=request.labels, globals_info=globals_info,
             duration_seconds=round(time.monotonic() - clock, 3))
-        # The manifest is written last: until it exists, the backup does not.
-        repository.put_bytes(manifest_key(request.cluster, backup_id), manifest.to_json(), request.gfs_class)
+        # Still ours? (A lost S3 lock means another run may have swept our objects.)
+        repository.check_lock(lock)
+        # The manifest is written last: until it exists, the backup does not. It is recorded
+        # before the write so that a failure after it reached storage still removes it first.
+        key = manifest_key(request.cluster, backup_id)
+        written.append(key)
+        repository.put_bytes(key, manifest.to_json(), request.gfs_class)
     except BaseException as exc:
+        live.kill_all()
         _cleanup(repository, written, warnings)
         audit_details["error"] = str(exc) or exc.__class__.__name__
         audit_details["warnings"] = warnings
@@ -284,5 +349,10 @@ def _run_locked(plan, started):
         raise StageError("unexpected %s: %s" % (exc.__class__.__name__, exc), stage="backup")
     audit_details.update({"bytes": manifest.total_bytes, "objects": [o.to_dict() for o in objects],
                           "warnings": warnings})
-    audit = write_audit(repository, request.cluster, "backup", started, "ok", audit_details)
+    audit = None
+    try:
+        audit = write_audit(repository, request.cluster, "backup", started, "ok", audit_details)
+    except Exception as exc:  # pylint: disable=broad-except
+        # The backup exists; failing the task now would only invite a needless second one.
+        warnings.append("backup complete, but its audit record could not be written: %s" % exc)
     return BackupResult(manifest, round(time.monotonic() - clock, 3), orphans, audit, warnings)

@@ -75,6 +75,10 @@ class Repository(abc.ABC):
         """Context manager holding an exclusive lock named by key; raises LockedError."""
 
     @abc.abstractmethod
+    def check_lock(self, key):
+        """Raise LockedError unless this process still holds the lock named by key."""
+
+    @abc.abstractmethod
     def sweep_incomplete(self, prefix):
         """Remove what interrupted writers left below prefix (partial files, multipart uploads).
         Returns the number of items removed."""

@@ -95,11 +95,19 @@ class LocalRepository(Repository):
                 raise _translate(exc, final)
             self._fsync_dir(directory)
             return size
+        except BaseException:
+            self._discard(partial)
+            self._prune(directory)  # a directory this failed write created stays no longer
+            raise
         finally:
-            try:
-                os.unlink(partial)
-            except OSError:
-                pass
+            self._discard(partial)
+
+    @staticmethod
+    def _discard(path):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
     def put_stream(self, key, reader, gfs_class, size_hint=None):
         def body(handle):
@@ -186,6 +194,9 @@ class LocalRepository(Repository):
         finally:
             # The lock dies with the descriptor, also when the process is killed.
             os.close(fd)
+
+    def check_lock(self, key):
+        """flock(2) cannot be lost while the descriptor is open: nothing to check."""
 
     def sweep_incomplete(self, prefix):
         base = self._path(prefix.rstrip("/"))

@@ -12,6 +12,7 @@ import functools
 import json
 import os
 import socket
+import uuid
 
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import (
     AccessDeniedError, AlreadyExistsError, InputError, LockedError, NotFoundError, StorageError,
@@ -23,7 +24,7 @@ try:
     import boto3
     from boto3.s3.transfer import TransferConfig
     from botocore.config import Config
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ParamValidationError
     HAS_BOTO3 = True
     BOTO3_IMPORT_ERROR = None
 except ImportError as exc:  # pragma: no cover - reported by the module
@@ -33,6 +34,9 @@ except ImportError as exc:  # pragma: no cover - reported by the module
 MiB = 1024 * 1024
 MAX_PARTS = 10000
 MIN_PART = 8 * MiB
+# Parts are held in memory (a few at a time); the cap bounds memory at the price of a maximum
+# object size of MAX_PART * 10,000 (1.25 TiB of compressed, encrypted dump).
+MAX_PART = 128 * MiB
 TAG_CLASS = "dbdr-class"
 _TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeTooSkewed",
                     "500", "502", "503", "504", "Throttling", "ThrottlingException"}
@@ -51,6 +55,9 @@ def translate_errors(what):
             except NoCredentialsError:
                 raise AccessDeniedError("%s: no AWS credentials found (set repository.profile or access_key/secret_key, "
                                         "or give the host an instance role)" % what)
+            except ParamValidationError as exc:
+                raise StorageError("%s: the S3 client refused the request (botocore too old for this feature?): %s"
+                                   % (what, exc))
             except BotoCoreError as exc:
                 raise TransientStorageError("%s %s: %s" % (what, self.describe(args[0] if args and isinstance(args[0], str) else ""), exc))
         return wrapper
@@ -62,7 +69,7 @@ def _part_size(size_hint):
     if not size_hint:
         return 16 * MiB
     needed = int(size_hint * 1.5) // (MAX_PARTS - 500) + 1
-    return max(MIN_PART, (needed + MiB - 1) // MiB * MiB)
+    return min(MAX_PART, max(MIN_PART, (needed + MiB - 1) // MiB * MiB))
 
 
 def _holder_is_stale(holder):
@@ -71,6 +78,9 @@ def _holder_is_stale(holder):
         return False
     if holder.get("boot_id") and holder.get("boot_id") != boot_id():
         return True
+    if holder.get("pid_ns") != pid_namespace():
+        # Another container on this host (same name, same kernel): its pids mean nothing here.
+        return False
     pid = holder.get("pid")
     if not isinstance(pid, int):
         return False
@@ -81,6 +91,13 @@ def _holder_is_stale(holder):
     except PermissionError:
         return False
     return False
+
+
+def pid_namespace():
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
 
 
 def boot_id():
@@ -102,6 +119,7 @@ class S3Repository(Repository):
         self.sse = sse
         self.sse_kms_key_id = sse_kms_key_id
         self.part_concurrency = part_concurrency
+        self._lock_tokens = {}
 
     @classmethod
     def from_spec(cls, spec):
@@ -119,6 +137,8 @@ class S3Repository(Repository):
             retries={"mode": "standard", "max_attempts": int(spec.get("retries") or 5)},
             connect_timeout=10, read_timeout=60,
             s3={"addressing_style": "path" if spec.get("endpoint_url") else "auto"},
+            # Older S3-compatible stores reject the checksums boto3 adds by default.
+            request_checksum_calculation="when_required" if spec.get("endpoint_url") else "when_supported",
             user_agent_extra="dbdr.backup")
         client = session.client("s3", endpoint_url=spec.get("endpoint_url") or None, config=config,
                                 verify=spec.get("validate_certs", True))
@@ -155,9 +175,11 @@ class S3Repository(Repository):
             return TransientStorageError(message)
         return StorageError(message)
 
-    def _extra_args(self, gfs_class):
+    def _extra_args(self, gfs_class, data=False):
         args = {"Tagging": "%s=%s" % (TAG_CLASS, gfs_class)} if gfs_class else {}
-        if self.storage_class:
+        if self.storage_class and data:
+            # Only dumps go to the chosen class: manifests, audit records and locks must stay
+            # readable at once (and cheap to rewrite); lifecycle rules tier them by tag.
             args["StorageClass"] = self.storage_class
         if self.sse:
             args["ServerSideEncryption"] = self.sse
@@ -200,7 +222,7 @@ class S3Repository(Repository):
                                 max_concurrency=self.part_concurrency, use_threads=True)
         # A streamed (non-seekable) upload buffers whole parts in memory: keep few in flight.
         config.max_in_memory_upload_chunks = self.part_concurrency
-        self.client.upload_fileobj(reader, self.bucket, self._key(key), ExtraArgs=self._extra_args(gfs_class), Config=config)
+        self.client.upload_fileobj(reader, self.bucket, self._key(key), ExtraArgs=self._extra_args(gfs_class, data=True), Config=config)
 
     def put_stream(self, key, reader, gfs_class, size_hint=None):
         if self.exists(key):
@@ -217,10 +239,21 @@ class S3Repository(Repository):
 
     @retried()
     @translate_errors("put")
-    def put_bytes(self, key, data, gfs_class, content_type="application/json"):
-        args = self._extra_args(gfs_class)
+    def _put_if_absent(self, key, data, gfs_class, content_type):
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type,
-                               IfNoneMatch="*", **args)
+                               IfNoneMatch="*", **self._extra_args(gfs_class))
+
+    def put_bytes(self, key, data, gfs_class, content_type="application/json"):
+        try:
+            self._put_if_absent(key, data, gfs_class, content_type)
+        except AlreadyExistsError:
+            # A retry after a lost response finds our own first write: that is success.
+            try:
+                if self.get_bytes(key) == data:
+                    return StoredObject(key, len(data))
+            except NotFoundError:
+                pass
+            raise
         return StoredObject(key, len(data))
 
     @retried()
@@ -246,25 +279,45 @@ class S3Repository(Repository):
 
     @contextlib.contextmanager
     def lock(self, key, holder):
-        holder = dict(holder, host=socket.gethostname(), pid=os.getpid(), boot_id=boot_id())
+        holder = dict(holder, host=socket.gethostname(), pid=os.getpid(), boot_id=boot_id(), pid_ns=pid_namespace(),
+                      token=uuid.uuid4().hex)
         body = json.dumps(holder, sort_keys=True).encode("utf-8")
         try:
             self.put_bytes(key, body, None)
         except AlreadyExistsError:
-            try:
-                current = json.loads(self.get_bytes(key).decode("utf-8"))
-            except (NotFoundError, ValueError):
-                current = {}
-            if current and _holder_is_stale(current):
-                self.delete(key)
-                self.put_bytes(key, body, None)
-            else:
+            current = self._lock_holder(key)
+            if not (current and _holder_is_stale(current)):
                 raise LockedError("another operation holds the lock %s: %s (if nothing is running, delete that object)"
                                   % (self.describe(key), json.dumps(current, sort_keys=True) if current else "unknown holder"))
+            self.delete(key)
+            try:
+                self.put_bytes(key, body, None)
+            except AlreadyExistsError:
+                raise LockedError("another operation took over the stale lock %s first" % self.describe(key))
+        self.check_lock(key, holder["token"])
+        self._lock_tokens[key] = holder["token"]
         try:
             yield
         finally:
-            self.delete(key)
+            self._lock_tokens.pop(key, None)
+            current = self._lock_holder(key)
+            # Never remove a lock that is no longer ours.
+            if current.get("token") == holder["token"]:
+                self.delete(key)
+
+    def _lock_holder(self, key):
+        try:
+            return json.loads(self.get_bytes(key).decode("utf-8"))
+        except (NotFoundError, ValueError, UnicodeDecodeError):
+            return {}
+
+    def check_lock(self, key, token=None):  # pylint: disable=arguments-differ
+        """Raise LockedError unless the lock still holds our token (stores that ignore
+        If-None-Match, or a racing takeover, show up here)."""
+        token = token or self._lock_tokens.get(key)
+        current = self._lock_holder(key)
+        if token is None or current.get("token") != token:
+            raise LockedError("lost the lock %s to %s" % (self.describe(key), json.dumps(current, sort_keys=True) or "nobody"))
 
     @translate_errors("abort multipart uploads")
     def sweep_incomplete(self, prefix):
