@@ -231,8 +231,8 @@ def plan_backup(request):
             if request.tables:
                 include = _pg.with_partitions(dbconn, _pg.match_patterns(dbconn, request.tables, name, strict=True))
             if request.exclude_tables:
-                exclude = _pg.with_partitions(dbconn, _pg.match_patterns(dbconn, request.exclude_tables, name,
-                                                                        strict=False))
+                excluded = _pg.match_patterns(dbconn, request.exclude_tables, name, strict=False)
+                exclude = _pg.with_partitions(dbconn, excluded)
         finally:
             dbconn.close()
         databases.append(DatabasePlan(
