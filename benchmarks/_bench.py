@@ -392,10 +392,9 @@ def run_playbook(a, work, repo_spec, label, fpr, gnupghome):
     env.update({
         "ANSIBLE_COLLECTIONS_PATH": a.collections,
         # ansible-core has no json callback of its own (ansible.builtin.json does not exist; the
-        # one people know is ansible.posix.json): use the small one shipped next to this file.
-        "ANSIBLE_CALLBACK_PLUGINS": os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                 "callback_plugins"),
-        "ANSIBLE_STDOUT_CALLBACK": "bench_json",
+        # one people know is ansible.posix.json): use the test harness's, same output shape.
+        "ANSIBLE_CALLBACK_PLUGINS": os.path.join(a.root, "tests", "ansible_plugins", "callback"),
+        "ANSIBLE_STDOUT_CALLBACK": "dbdr_json",
         "ANSIBLE_PIPELINING": "False",          # keeps "AnsiballZ_pg_backup.py" in argv for the sampler
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_LOCALHOST_WARNING": "False",

@@ -38,11 +38,8 @@ if _COLLECTIONS not in sys.path:
 
 def _running(component):
     """Set a harness component up, hand it to the tests, always clean it up."""
-    try:
-        component.setup()
+    with component:
         yield component
-    finally:
-        component.cleanup()
 
 
 @pytest.fixture(scope="session")

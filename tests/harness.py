@@ -128,7 +128,28 @@ def _clean_pg_env(extra=None):
 # --------------------------------------------------------------------------- PostgreSQL
 
 
-class PostgresServer:
+class Component:
+    """A real component a test session runs: ``setup()`` starts it, ``cleanup()`` removes every
+    trace of it, also after a failed ``setup()``.  Usable as a context manager."""
+
+    def setup(self):
+        return self
+
+    def cleanup(self):
+        """Subclasses remove what setup() made."""
+
+    def __enter__(self):
+        try:
+            return self.setup()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
+
+class PostgresServer(Component):
     """A throwaway PostgreSQL cluster (default: version 15) on 127.0.0.1.
 
     pg_hba: ``postgres`` is trusted (socket and TCP, including replication); every other
@@ -248,12 +269,6 @@ class PostgresServer:
             if self.base is not None:
                 shutil.rmtree(self.base, ignore_errors=True)
                 self.base = None
-
-    def __enter__(self):
-        return self.setup()
-
-    def __exit__(self, *exc):
-        self.cleanup()
 
     # -- state
     @property
@@ -423,7 +438,7 @@ def load_sample(pg):
 # --------------------------------------------------------------------------- GnuPG
 
 
-class GnupgHome:
+class GnupgHome(Component):
     """A temporary GNUPGHOME with three keys.
 
     - ``fpr``: no passphrase (ed25519 + cv25519, never expires)
@@ -515,17 +530,11 @@ class GnupgHome:
             shutil.rmtree(self.base, ignore_errors=True)
             self.base = None
 
-    def __enter__(self):
-        return self.setup()
-
-    def __exit__(self, *exc):
-        self.cleanup()
-
 
 # --------------------------------------------------------------------------- S3 (moto)
 
 
-class S3Server:
+class S3Server(Component):
     """``moto_server`` on 127.0.0.1 on a free port; dummy credentials testing/testing."""
 
     access_key = "AKIADBDRTESTKEY00001"
@@ -622,12 +631,6 @@ class S3Server:
             if self.base is not None:
                 shutil.rmtree(self.base, ignore_errors=True)
                 self.base = None
-
-    def __enter__(self):
-        return self.setup()
-
-    def __exit__(self, *exc):
-        self.cleanup()
 
 
 class FaultRule:
@@ -984,7 +987,7 @@ def _find_json_document(text):
     raise ValueError("no dbdr_json document in ansible output:\n%s" % text[-5000:])
 
 
-class AnsibleRunner:
+class AnsibleRunner(Component):
     """Runs the collection the way users do: ansible-playbook / ansible against localhost."""
 
     def __init__(self, python=None):
@@ -1010,12 +1013,6 @@ class AnsibleRunner:
         if self.base is not None:
             shutil.rmtree(self.base, ignore_errors=True)
             self.base = None
-
-    def __enter__(self):
-        return self.setup()
-
-    def __exit__(self, *exc):
-        self.cleanup()
 
     def env(self, extra=None):
         env = dict(os.environ)

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import ConnectError, DbdrError, InputError
-from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import Stage, clean_env, run_checked
+from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import clean_env, version_output
 
 try:
     import psycopg2
@@ -348,8 +348,8 @@ def find_pg_tool(tool, server_major, bin_dir=None):
 
 
 def tool_version(path):
-    out = run_checked(Stage(os.path.basename(path), [path, "--version"], env=clean_env()), timeout=30).decode("utf-8", "replace")
+    out = version_output(path)
     match = _VERSION_RE.search(out)
     if not match:
         raise InputError("cannot read the version of %s from %r" % (path, out.strip()))
-    return int(match.group(1)), out.strip()
+    return int(match.group(1)), out

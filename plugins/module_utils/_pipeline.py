@@ -204,3 +204,9 @@ def run_checked(stage, input_bytes=None, timeout=None):
         raise StageError("%s exited with status %s%s" % (stage.name, proc.returncode, (": " + detail) if detail else ""),
                          stage=stage.name)
     return proc.stdout
+
+
+def version_output(path, name=None):
+    """What `<path> --version` prints, run with a clean environment."""
+    stage = Stage(name or os.path.basename(path), [path, "--version"], env=clean_env())
+    return run_checked(stage, timeout=30).decode("utf-8", "replace").strip()

@@ -309,6 +309,36 @@ def test_pg_dump_failing_mid_stream_leaves_nothing_and_names_the_stage(pg_server
     assert outcomes == ["failed", "ok"]
 
 
+class HeldLocalBackup:
+    """A backup into a local repository started in the background through a Gate, so that it
+    can be caught mid-upload: ``wait_mid_upload()`` returns its partial file and module pid."""
+
+    fast_bytes = 64 * 1024
+
+    def __init__(self, ansible_runner, pg_server, gnupg_home, tmp_path, include_globals):
+        self.gate = Gate(tmp_path, pg_server, self.fast_bytes)
+        self.repo = tmp_path / "repo"
+        self.cluster = _cluster()
+        self.repository = {"type": "local", "path": str(self.repo)}
+        self.backups = self.repo / self.cluster / "backups"
+        self.background = start_backup(ansible_runner, _args(pg_server, self.cluster, self.repository, gnupg_home,
+                                                             pg_bin_dir=str(self.gate.dir), globals=include_globals))
+        self.leftovers = {}
+
+    def wait_mid_upload(self):
+        partial = wait_for(lambda: self.gate.passed.exists()
+                           and sorted(self.backups.glob("*/.app.pgdump.zst.gpg.partial-*")),
+                           "the partial file of app's dump", background=self.background)[0]
+        module = wait_for(lambda: module_process(self.background), "the module process", background=self.background)
+        self.leftovers = harness.process_tree(module[0])
+        return partial, module[0]
+
+    def close(self):
+        self.gate.release()
+        kill_leftovers(self.leftovers)
+        self.background.kill()
+
+
 # --------------------------------------------------------------------------- killed mid-upload
 
 
@@ -318,27 +348,18 @@ def test_pg_dump_failing_mid_stream_leaves_nothing_and_names_the_stage(pg_server
 ])
 def test_module_killed_mid_upload_local(pg_server, pg_sample, gnupg_home, ansible_runner, tmp_path,
                                         app_dump_bytes, include_globals):
-    fast = 64 * 1024
-    assert app_dump_bytes > 2 * fast
-    gate = Gate(tmp_path, pg_server, fast)
-    repo = tmp_path / "repo"
-    cluster = _cluster()
-    repository = {"type": "local", "path": str(repo)}
-    args = _args(pg_server, cluster, repository, gnupg_home, pg_bin_dir=str(gate.dir), globals=include_globals)
-    background = start_backup(ansible_runner, args)
-    leftovers = {}
+    held = HeldLocalBackup(ansible_runner, pg_server, gnupg_home, tmp_path, include_globals)
+    assert app_dump_bytes > 2 * held.fast_bytes
+    repo, cluster, repository, backups = held.repo, held.cluster, held.repository, held.backups
     try:
-        backups = repo / cluster / "backups"
-        partial = wait_for(lambda: gate.passed.exists() and sorted(backups.glob("*/.app.pgdump.zst.gpg.partial-*")),
-                           "the partial file of app's dump", background=background)[0]
+        partial, module_pid = held.wait_mid_upload()
+        leftovers = held.leftovers
         killed_dir = partial.parent
-        module = wait_for(lambda: module_process(background), "the module process", background=background)
-        leftovers = harness.process_tree(module[0])
         assert any("gate_copy.py" in " ".join(argv) for argv in leftovers.values()), leftovers
-        os.kill(module[0], signal.SIGKILL)
-        run = background.wait(timeout=60, expect_rc=2)
+        os.kill(module_pid, signal.SIGKILL)
+        run = held.background.wait(timeout=60, expect_rc=2)
         assert run.stats["localhost"]["failures"] == 1
-        wait_for(lambda: not pid_alive(module[0]), "the killed module to be gone", timeout=10)
+        wait_for(lambda: not pid_alive(module_pid), "the killed module to be gone", timeout=10)
 
         # Killed mid-upload: the partial file is there, no manifest anywhere.
         assert partial.exists()
@@ -362,9 +383,7 @@ def test_module_killed_mid_upload_local(pg_server, pg_sample, gnupg_home, ansibl
         assert sorted(p.name for p in backups.iterdir()) == [backup_id]
         assert (backups / backup_id / "manifest.json").is_file()
     finally:
-        gate.release()
-        kill_leftovers(leftovers)
-        background.kill()
+        held.close()
 
 
 @pytest.mark.parametrize("include_globals", [
@@ -374,27 +393,15 @@ def test_module_killed_mid_upload_local(pg_server, pg_sample, gnupg_home, ansibl
 def test_module_terminated_mid_upload_cleans_up_itself(pg_server, pg_sample, gnupg_home, ansible_runner, tmp_path,
                                                        app_dump_bytes, include_globals):
     """SIGTERM (an Ansible async timeout, systemd stopping the unit): the module unwinds and cleans up."""
-    fast = 64 * 1024
-    assert app_dump_bytes > 2 * fast
-    gate = Gate(tmp_path, pg_server, fast)
-    repo = tmp_path / "repo"
-    cluster = _cluster()
-    repository = {"type": "local", "path": str(repo)}
-    args = _args(pg_server, cluster, repository, gnupg_home, pg_bin_dir=str(gate.dir), globals=include_globals)
-    background = start_backup(ansible_runner, args)
-    leftovers = {}
+    held = HeldLocalBackup(ansible_runner, pg_server, gnupg_home, tmp_path, include_globals)
+    assert app_dump_bytes > 2 * held.fast_bytes
+    repo, cluster, repository, backups = held.repo, held.cluster, held.repository, held.backups
     try:
-        backups = repo / cluster / "backups"
-        partial = wait_for(lambda: gate.passed.exists() and sorted(backups.glob("*/.app.pgdump.zst.gpg.partial-*")),
-                           "the partial file of app's dump", background=background)[0]
-        module = wait_for(lambda: module_process(background), "the module process", background=background)
-        leftovers = harness.process_tree(module[0])
-        os.kill(module[0], signal.SIGTERM)
-        result = background.wait(timeout=60, expect_rc=2).task_result("backup")
+        partial, module_pid = held.wait_mid_upload()
+        os.kill(module_pid, signal.SIGTERM)
+        result = held.background.wait(timeout=60, expect_rc=2).task_result("backup")
     finally:
-        gate.release()
-        kill_leftovers(leftovers)
-        background.kill()
+        held.close()
     assert result["stage"] == "interrupted", result
     assert "interrupted" in result["msg"], result["msg"]
     left = files_under(repo)

@@ -58,3 +58,11 @@ def test_stale_lock_detection(monkeypatch):
     # Same host name and kernel, another pid namespace (a container): its pid cannot be checked.
     assert not s3._holder_is_stale(dict(here, pid=2 ** 22 + 12345, pid_ns="pid:[1]"))
     assert s3._holder_is_stale({"host": "db1", "pid": 1, "boot_id": "another-boot"})
+
+
+def test_bucket_level_errors_name_the_bucket():
+    repo = s3.S3Repository(client=None, bucket="b")
+    missing = repo._client_error(error("404", 404), "check bucket", "")
+    assert missing.__class__ is NotFoundError and "never creates buckets" in str(missing)
+    denied = repo._client_error(error("403", 403), "check bucket", "")
+    assert denied.__class__ is AccessDeniedError and "bucket b" in str(denied)

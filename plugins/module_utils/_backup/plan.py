@@ -19,7 +19,7 @@ from ansible_collections.dbdr.backup.plugins.module_utils import _compression, _
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputError
 from ansible_collections.dbdr.backup.plugins.module_utils._layout import (
     backups_prefix, database_object_name, globals_object_name, validate_cluster)
-from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import Stage, clean_env, run_checked
+from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import version_output
 from ansible_collections.dbdr.backup.plugins.module_utils._storage.base import GFS_CLASSES, open_repository
 
 _LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
@@ -152,9 +152,9 @@ def _encryption(request, repository):
     return _gpg.resolve_recipients(spec.get("recipients") or [], spec.get("gnupghome"))
 
 
-def _tool_version(name, argv):
-    out = run_checked(Stage(name, argv, env=clean_env()), timeout=30).decode("utf-8", "replace")
-    return out.strip().splitlines()[0] if out.strip() else name
+def _version_line(path):
+    out = version_output(path)
+    return out.splitlines()[0] if out else os.path.basename(path)
 
 
 def _resolve_databases(conn, request, server):
@@ -216,10 +216,10 @@ def plan_backup(request):
         tools[tool] = {"path": path, "version": text}
     if compression["algorithm"] != "none":
         tools[compression["algorithm"]] = {"path": compression["algorithm"],
-                                           "version": _tool_version(compression["algorithm"], [compression["algorithm"], "--version"])}
+                                           "version": _version_line(compression["algorithm"])}
     if recipients:
         gpg = _gpg.gpg_binary()
-        tools["gpg"] = {"path": gpg, "version": _tool_version("gpg", [gpg, "--version"])}
+        tools["gpg"] = {"path": gpg, "version": _version_line(gpg)}
 
     databases = []
     encryption_type = "gpg" if recipients else "none"

@@ -159,9 +159,12 @@ class S3Repository(Repository):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         where = self.describe(key if isinstance(key, str) else "")
         message = "%s %s: %s (%s)" % (what, where, error.get("Message") or code, code or status)
-        if code in ("NoSuchBucket",):
+        bucket_level = not key  # HEAD on the bucket answers a bare 404/403 without a code
+        if code == "NoSuchBucket" or (bucket_level and status == 404):
             return NotFoundError("bucket %s does not exist (dbdr.backup never creates buckets; "
                                  "use the s3_repository role)" % self.bucket)
+        if bucket_level and status == 403 and code != "InvalidObjectState":
+            return AccessDeniedError("access denied to bucket %s with the given credentials" % self.bucket)
         if code in ("PreconditionFailed", "412", "ConditionalRequestConflict") or status == 412:
             return AlreadyExistsError("refusing to overwrite %s" % where)
         if code == "InvalidObjectState":
@@ -192,16 +195,7 @@ class S3Repository(Repository):
     @retried()
     @translate_errors("check bucket")
     def check_access(self):
-        try:
-            self.client.head_bucket(Bucket=self.bucket)
-        except ClientError as exc:
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if status == 404:
-                raise NotFoundError("bucket %s does not exist (dbdr.backup never creates buckets; "
-                                    "use the s3_repository role)" % self.bucket)
-            if status == 403:
-                raise AccessDeniedError("access denied to bucket %s with the given credentials" % self.bucket)
-            raise
+        self.client.head_bucket(Bucket=self.bucket)
 
     @retried()
     @translate_errors("head")
