@@ -20,13 +20,29 @@ def backup_args(pg_server, repository, gnupg_home, cluster="main", **extra):
     return args
 
 
-def run_backup(ansible_runner, args, expect_rc=0, check=False):
+def run_module(ansible_runner, module, args, expect_rc=0, check=False, **kwargs):
     """Ad hoc run with every option in a vars file (no secrets or odd names on a command line)."""
     keys = sorted(args)
     result = ansible_runner.run_adhoc(
-        "dbdr.backup.pg_backup", dict((k, "{{ dbdr_args.%s }}" % k) for k in keys),
-        extra_vars={"dbdr_args": args}, expect_rc=expect_rc, check=check)
+        "dbdr.backup." + module, dict((k, "{{ dbdr_args.%s }}" % k) for k in keys),
+        extra_vars={"dbdr_args": args}, expect_rc=expect_rc, check=check, **kwargs)
     return result.last_result
+
+
+def run_backup(ansible_runner, args, expect_rc=0, check=False):
+    return run_module(ansible_runner, "pg_backup", args, expect_rc=expect_rc, check=check)
+
+
+def restore_args(target_server, repository, gnupg_home, cluster="main", **extra):
+    """restore options against target_server; the key's passphrase comes from the keyring owner."""
+    args = dict(target_server.conn_params("postgres"), cluster=cluster, repository=repository,
+                encryption={"gnupghome": str(gnupg_home.home)})
+    args.update(extra)
+    return args
+
+
+def run_restore(ansible_runner, args, expect_rc=0, check=False, **kwargs):
+    return run_module(ansible_runner, "restore", args, expect_rc=expect_rc, check=check, **kwargs)
 
 
 def files_under(path):

@@ -72,3 +72,10 @@ class LockedError(DbdrError):
 
 class StageError(DbdrError):
     """A pipeline stage (pg_dump, zstd, gpg, upload...) failed."""
+
+
+class IntegrityError(DbdrError):
+    """A stored object does not match its manifest (size or SHA-256), or a restored database
+    does not match what the backup recorded (row counts)."""
+
+    stage = "verify"

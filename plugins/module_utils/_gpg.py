@@ -128,3 +128,52 @@ def encrypt_stage(gnupghome, recipients):
         else:
             argv.extend(["--recipient", recipient.fingerprint])
     return Stage("gpg encrypt", argv, env=clean_env())
+
+
+def check_secret_key(recipients, gnupghome=None):
+    """The home directory to decrypt with, after making sure it holds a secret key for one of
+    the fingerprints a backup was encrypted to (the manifest records them)."""
+    home = _home(gnupghome)
+    wanted = [str(r).upper() for r in recipients if r]
+    if not wanted:
+        raise EncryptionError("the backup is marked as GPG-encrypted but its manifest names no recipient")
+    gpg = gnupg.GPG(gpgbinary=gpg_binary(), gnupghome=home, env=clean_env())
+    available = set()
+    for key in gpg.list_keys(secret=True):
+        available.add(key.get("fingerprint", "").upper())
+        for sub in key.get("subkey_info", {}).keys():
+            available.add(str(sub).upper())
+    if not any(any(a and a.endswith(w[-16:]) for a in available) for w in wanted):
+        raise EncryptionError("none of the keys this backup is encrypted to (%s) has a secret key in %s; "
+                              "import the private key there or point encryption.gnupghome at the right keyring"
+                              % (", ".join(wanted), home))
+    return home
+
+
+def decrypt_stage(gnupghome, passphrase=None):
+    """A gpg --decrypt stage; a passphrase reaches gpg through a pipe (never argv or env).
+
+    The caller closes the passphrase pipe with release_stage_fds() once the stage started."""
+    argv = [gpg_binary(), "--batch", "--no-tty", "--quiet", "--homedir", gnupghome, "--no-auto-key-locate",
+            "--decrypt", "--output", "-"]
+    fds = ()
+    if passphrase is not None:
+        read_fd, write_fd = os.pipe()
+        data = passphrase.encode("utf-8") + b"\n"
+        try:
+            # Fits in the pipe buffer: written at once, read by gpg when it needs it.
+            os.write(write_fd, data)
+        finally:
+            os.close(write_fd)
+        argv[-3:-3] = ["--pinentry-mode", "loopback", "--passphrase-fd", str(read_fd)]
+        fds = (read_fd,)
+    return Stage("gpg decrypt", argv, env=clean_env(), pass_fds=fds)
+
+
+def release_stage_fds(stage):
+    """Close the parent's copies of descriptors handed to a stage (a decrypt passphrase pipe)."""
+    for fd in stage.pass_fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass

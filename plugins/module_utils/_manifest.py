@@ -7,12 +7,14 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import re
 
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputError
 from ansible_collections.dbdr.backup.plugins.module_utils._layout import (
     FORMAT_VERSION, validate_backup_id, validate_cluster)
 
 KINDS = ("logical", "physical")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _REQUIRED = ("format_version", "backup_id", "cluster", "kind", "started_at", "finished_at", "objects")
 
 
@@ -34,28 +36,44 @@ class StoredObjectRecord:
 
     @classmethod
     def from_dict(cls, data):
-        return cls(data["name"], data["kind"], int(data["bytes"]), data["sha256"], data.get("database"))
+        try:
+            record = cls(data["name"], data["kind"], int(data["bytes"]), data["sha256"], data.get("database"))
+        except (KeyError, TypeError, ValueError):
+            raise InputError("manifest has a malformed object entry: %r" % (data,))
+        if not isinstance(record.name, str) or "/" in record.name or record.name in ("", ".", "..") \
+                or not _SHA256_RE.match(str(record.sha256)) or record.size < 0:
+            raise InputError("manifest has an invalid object entry: %r" % (data,))
+        return record
 
 
 class DatabaseRecord:
     """A database in a logical backup: its real name, its object and its tables' row counts."""
 
-    def __init__(self, name, object_name, size_bytes=None, tables=None, duration_seconds=None):
+    def __init__(self, name, object_name, size_bytes=None, tables=None, duration_seconds=None, properties=None):
         self.name = name
         self.object_name = object_name
         self.size_bytes = size_bytes
         self.tables = tables or []
         self.duration_seconds = duration_seconds
+        # Owner, encoding, locale, grants and settings of the database itself (pg_dump
+        # without --create leaves them out of the archive); absent in older manifests.
+        self.properties = properties
 
     def to_dict(self):
-        return {"name": self.name, "object": self.object_name, "size_bytes": self.size_bytes,
+        data = {"name": self.name, "object": self.object_name, "size_bytes": self.size_bytes,
                 "duration_seconds": self.duration_seconds,
                 "tables": [{"schema": s, "name": n, "rows": r} for s, n, r in self.tables]}
+        if self.properties is not None:
+            data["properties"] = self.properties
+        return data
 
     @classmethod
     def from_dict(cls, data):
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not isinstance(data.get("object"), str):
+            raise InputError("manifest has a database entry without name or object")
         tables = [(t["schema"], t["name"], t.get("rows")) for t in data.get("tables", [])]
-        return cls(data["name"], data["object"], data.get("size_bytes"), tables, data.get("duration_seconds"))
+        return cls(data["name"], data["object"], data.get("size_bytes"), tables, data.get("duration_seconds"),
+                   data.get("properties"))
 
 
 class Manifest:
@@ -141,10 +159,16 @@ class Manifest:
             raise InputError("manifest names cluster %r but is stored under %r" % (data["cluster"], expected_cluster))
         if data["kind"] not in KINDS:
             raise InputError("manifest kind %r is unknown" % (data["kind"],))
+        if not isinstance(data["objects"], list) or not isinstance(data.get("databases", []), list):
+            raise InputError("manifest objects and databases must be lists")
+        try:
+            objects = [StoredObjectRecord.from_dict(o) for o in data["objects"]]
+            databases = [DatabaseRecord.from_dict(d) for d in data.get("databases", [])]
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise InputError("manifest has a malformed entry: %s" % (exc,))
         return cls(
             data["backup_id"], data["cluster"], data["kind"], data["started_at"], data["finished_at"],
-            [StoredObjectRecord.from_dict(o) for o in data["objects"]],
-            [DatabaseRecord.from_dict(d) for d in data.get("databases", [])],
+            objects, databases,
             data.get("server"), data.get("tools"), data.get("host"), data.get("compression"),
             data.get("encryption"), data.get("dump"), data.get("gfs_class", "daily"), data.get("labels"),
             data.get("globals"), data.get("physical"), data.get("duration_seconds"))

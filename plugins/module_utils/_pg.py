@@ -189,6 +189,35 @@ def database_sizes(conn, names):
     return dict(rows)
 
 
+def database_properties(conn, name, server_version_num):
+    """What CREATE DATABASE and the database-level grants and settings need to recreate a
+    database as it is: owner, encoding, locale, connection limit, ACL, comment, settings."""
+    if server_version_num >= 170000:
+        locale = "d.datlocprovider, d.datlocale"
+    elif server_version_num >= 150000:
+        locale = "d.datlocprovider, d.daticulocale"
+    else:
+        locale = "'c'::\"char\", NULL::text"
+    rows = fetch_all(conn, "SELECT pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, "
+                           "%s, d.datconnlimit, d.datacl::text, shobj_description(d.oid, 'pg_database'), d.datallowconn "
+                           "FROM pg_database d WHERE d.datname = %%s" % locale, (name,))
+    if not rows:
+        return None
+    owner, encoding, collate, ctype, provider, icu_locale, connlimit, acl, comment, allowconn = rows[0]
+    settings = fetch_all(conn, "SELECT CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END, s.setconfig "
+                               "FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
+                               "WHERE d.datname = %s ORDER BY 1 NULLS FIRST", (name,))
+    grants = None
+    if acl is not None:
+        grants = [{"grantee": g, "privilege": p, "grantable": bool(w)} for g, p, w in fetch_all(
+            conn, "SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END, a.privilege_type, "
+                  "a.is_grantable FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = %s ORDER BY 1, 2", (name,))]
+    return {"owner": owner, "encoding": encoding, "grants": grants, "lc_collate": collate, "lc_ctype": ctype,
+            "locale_provider": {"i": "icu", "b": "builtin"}.get(str(provider), "libc"), "icu_locale": icu_locale,
+            "connection_limit": connlimit, "acl": acl, "comment": comment, "allow_connections": allowconn,
+            "settings": [{"role": role, "config": list(config or [])} for role, config in settings]}
+
+
 # --- table patterns ------------------------------------------------------------------
 
 _REGEX_SPECIALS = set("|*+?()[]{}.^$\\")

@@ -14,12 +14,14 @@ __metaclass__ = type
 import fcntl
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 
-from ansible_collections.dbdr.backup.plugins.module_utils._errors import StageError
+from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputError, StageError
 
 CHUNK_SIZE = 1024 * 1024
 # Linux F_SETPIPE_SZ: bigger pipe buffers mean fewer context switches between the stages,
@@ -91,11 +93,12 @@ class Pipeline:
     Use as a context manager: leaving the block without ``finish()`` kills every stage.
     """
 
-    def __init__(self, stages, stdin=None):
+    def __init__(self, stages, stdin=None, stdout=subprocess.PIPE):
         if not stages:
             raise ValueError("a pipeline needs at least one stage")
         self.stages = list(stages)
         self._stdin = stdin
+        self._stdout = stdout
         self._procs = []
         self._stderr = []
         self.stdout = None
@@ -106,16 +109,18 @@ class Pipeline:
         self.started = time.monotonic()
         upstream = self._stdin if self._stdin is not None else subprocess.DEVNULL
         try:
-            for stage in self.stages:
+            for index, stage in enumerate(self.stages):
                 err = tempfile.TemporaryFile()
                 self._stderr.append(err)
+                last = index == len(self.stages) - 1
                 try:
                     proc = subprocess.Popen(
-                        stage.argv, stdin=upstream, stdout=subprocess.PIPE, stderr=err,
+                        stage.argv, stdin=upstream, stdout=self._stdout if last else subprocess.PIPE, stderr=err,
                         env=stage.env, cwd=stage.cwd, pass_fds=stage.pass_fds, close_fds=True)
                 except OSError as exc:
                     raise StageError("could not start %s (%s): %s" % (stage.name, stage.argv[0], exc), stage=stage.name)
-                _grow_pipe(proc.stdout)
+                if proc.stdout is not None:
+                    _grow_pipe(proc.stdout)
                 if self._procs:
                     # The child holds its own copy now; ours would keep the pipe open.
                     self._procs[-1].stdout.close()
@@ -188,6 +193,75 @@ class Pipeline:
         return codes
 
 
+class Feeder(threading.Thread):
+    """Copies a Python reader (a repository object) into the first stage's stdin, hashing
+    and counting every byte on the way: the read side of a pipeline."""
+
+    def __init__(self, reader):
+        super(Feeder, self).__init__(name="dbdr-feeder")
+        self.daemon = True
+        self.reader = HashingReader(reader)
+        self.read_fd, self.write_fd = os.pipe()
+        try:
+            fcntl.fcntl(self.write_fd, _F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:
+            pass
+        self.error = None
+
+    def run(self):
+        try:
+            with os.fdopen(self.write_fd, "wb", buffering=0) as out:
+                while True:
+                    chunk = self.reader.read(CHUNK_SIZE)
+                    if not chunk:
+                        break
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[out.write(view):]
+        except BrokenPipeError:
+            pass  # the consumer stopped early; its exit status tells why
+        except Exception as exc:  # pylint: disable=broad-except
+            self.error = exc
+
+    @property
+    def bytes(self):
+        return self.reader.bytes
+
+    def hexdigest(self):
+        return self.reader.hexdigest()
+
+
+def run_from_reader(reader, stages, stdout=subprocess.DEVNULL, consume=None):
+    """Stream `reader` through the stages into `stdout` (a file, DEVNULL, or PIPE handed to
+    `consume(pipe_stdout)`). Every exit status is checked; a failure to read the source is
+    reported as itself, not as the truncated input a stage then complains about.
+    Returns (bytes read, SHA-256 hex of the bytes read)."""
+    feeder = Feeder(reader)
+    pipe = Pipeline(stages, stdin=feeder.read_fd, stdout=stdout)
+    try:
+        pipe.start()
+    except BaseException:
+        os.close(feeder.write_fd)
+        raise
+    finally:
+        # The first stage holds its own copy now; ours would keep its input open.
+        os.close(feeder.read_fd)
+    try:
+        feeder.start()
+        if consume is not None:
+            consume(pipe.stdout)
+        feeder.join()
+        if feeder.error is not None:
+            raise feeder.error
+        pipe.finish()
+    finally:
+        if not pipe.finished:
+            pipe.kill()
+        if feeder.is_alive():
+            feeder.join(10)
+    return feeder.bytes, feeder.hexdigest()
+
+
 def run_checked(stage, input_bytes=None, timeout=None):
     """Run one short command to completion and return its stdout; failures name the stage."""
     try:
@@ -204,6 +278,15 @@ def run_checked(stage, input_bytes=None, timeout=None):
         raise StageError("%s exited with status %s%s" % (stage.name, proc.returncode, (": " + detail) if detail else ""),
                          stage=stage.name)
     return proc.stdout
+
+
+def check_scratch_space(directory, needed_bytes, purpose, hint):
+    """Refuse early when a local scratch copy cannot fit, rather than fail with a full disk."""
+    directory = directory or tempfile.gettempdir()
+    free = shutil.disk_usage(directory).free
+    if needed_bytes and free < needed_bytes:
+        raise InputError("%s in %s, which has %d MiB free but about %d MiB are needed; %s"
+                         % (purpose, directory, free // 2 ** 20, needed_bytes // 2 ** 20, hint))
 
 
 def version_output(path, name=None):

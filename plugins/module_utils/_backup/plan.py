@@ -12,14 +12,12 @@ __metaclass__ = type
 
 import os
 import re
-import shutil
-import tempfile
 
 from ansible_collections.dbdr.backup.plugins.module_utils import _compression, _gpg, _pg
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputError
 from ansible_collections.dbdr.backup.plugins.module_utils._layout import (
     backups_prefix, database_object_name, globals_object_name, validate_cluster)
-from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import version_output
+from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import check_scratch_space, version_output
 from ansible_collections.dbdr.backup.plugins.module_utils._storage.base import GFS_CLASSES, open_repository
 
 _LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
@@ -54,7 +52,8 @@ class BackupRequest:
 
 
 class DatabasePlan:
-    def __init__(self, name, object_name, size_bytes, include, exclude):
+    def __init__(self, name, object_name, size_bytes, include, exclude, properties=None):
+        self.properties = properties
         self.name = name
         self.object_name = object_name
         self.size_bytes = size_bytes
@@ -177,17 +176,6 @@ def _resolve_databases(conn, request, server):
     return seen
 
 
-def _check_staging_space(tmp_dir, largest_database):
-    """Directory format stages an uncompressed dump; refuse early when it cannot fit.
-    (A dump is usually smaller than the database: indexes are not dumped, only defined.)"""
-    directory = tmp_dir or tempfile.gettempdir()
-    free = shutil.disk_usage(directory).free
-    if largest_database and free < largest_database // 2:
-        raise InputError("format directory stages the dump in %s, which has %d MiB free for a database of %d MiB; "
-                         "set tmp_dir to a larger file system or use format custom (streamed, no staging)"
-                         % (directory, free // 2 ** 20, largest_database // 2 ** 20))
-
-
 def plan_backup(request):
     _validate_request(request)
     if not _pg.HAS_PSYCOPG2:
@@ -203,6 +191,7 @@ def plan_backup(request):
         server = _pg.server_info(conn)
         names = _resolve_databases(conn, request, server)
         sizes = _pg.database_sizes(conn, names)
+        properties = dict((name, _pg.database_properties(conn, name, server.version_num)) for name in names)
     finally:
         conn.close()
 
@@ -237,9 +226,12 @@ def plan_backup(request):
             dbconn.close()
         databases.append(DatabasePlan(
             name, database_object_name(name, request.dump_format, compression["algorithm"], encryption_type),
-            sizes.get(name), include, exclude))
+            sizes.get(name), include, exclude, properties.get(name)))
     if request.dump_format == "directory":
-        _check_staging_space(request.tmp_dir, max([d.size_bytes or 0 for d in databases] or [0]))
+        # A dump is usually smaller than its database (indexes are defined, not dumped).
+        check_scratch_space(request.tmp_dir, max([d.size_bytes or 0 for d in databases] or [0]) // 2,
+                            "format directory stages the uncompressed dump",
+                            "set tmp_dir to a larger file system or use format custom (streamed, no staging)")
     globals_object = globals_object_name(compression["algorithm"], encryption_type) if request.include_globals else None
     return BackupPlan(request, repository, server, databases, globals_object, tools, recipients, gnupghome,
                       compression, server.is_superuser)

@@ -185,7 +185,7 @@ def _dump_database(plan, db_plan, backup_id, passfile, written, live):
             shutil.rmtree(tmp, ignore_errors=True)
     record = StoredObjectRecord(db_plan.object_name, "database", size, sha, database=db_plan.name)
     database = DatabaseRecord(db_plan.name, db_plan.object_name, db_plan.size_bytes, counter.counts,
-                              round(time.monotonic() - started, 3))
+                              round(time.monotonic() - started, 3), db_plan.properties)
     return record, database
 
 

@@ -59,6 +59,14 @@ class Repository(abc.ABC):
         """The whole content of a small object (manifests, records, locks)."""
 
     @abc.abstractmethod
+    def open_read(self, key):
+        """A reader (read(n), close(), size) streaming a whole object of any size."""
+
+    @abc.abstractmethod
+    def size_of(self, key):
+        """The stored size of a key in bytes, or None when it does not exist."""
+
+    @abc.abstractmethod
     def exists(self, key):
         """Whether a key holds an object."""
 

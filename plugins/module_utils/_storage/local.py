@@ -138,6 +138,22 @@ class LocalRepository(Repository):
         except OSError as exc:
             raise _translate(exc, self._path(key))
 
+    def open_read(self, key):
+        path = self._path(key)
+        try:
+            handle = open(path, "rb")
+        except OSError as exc:
+            raise _translate(exc, path)
+        return _FileReader(handle, path)
+
+    def size_of(self, key):
+        try:
+            return os.stat(self._path(key)).st_size
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return None
+            raise _translate(exc, self._path(key))
+
     def exists(self, key):
         return os.path.isfile(self._path(key))
 
@@ -210,6 +226,22 @@ class LocalRepository(Repository):
                 # A backup directory a killed writer left empty.
                 self._prune(directory)
         return removed
+
+
+class _FileReader:
+    def __init__(self, handle, path):
+        self._handle = handle
+        self._path = path
+        self.size = os.fstat(handle.fileno()).st_size
+
+    def read(self, size=-1):
+        try:
+            return self._handle.read(size)
+        except OSError as exc:
+            raise _translate(exc, self._path)
+
+    def close(self):
+        self._handle.close()
 
 
 def _translate(exc, path):

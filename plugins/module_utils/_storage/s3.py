@@ -12,6 +12,7 @@ import functools
 import json
 import os
 import socket
+import time
 import uuid
 
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import (
@@ -106,6 +107,48 @@ def boot_id():
             return handle.read().strip()
     except OSError:
         return None
+
+
+class _RangeResumingReader:
+    """Streams an object; a dropped connection resumes with a Range request where it broke off."""
+
+    def __init__(self, repository, key, size, etag, attempts=5, sleep=time.sleep):
+        self._repository = repository
+        self._key = key
+        self.size = size
+        self._etag = etag
+        self._offset = 0
+        self._body = None
+        self._attempts = attempts
+        self._sleep = sleep
+
+    def read(self, size=-1):
+        if self.size is not None and self._offset >= self.size:
+            return b""
+        for attempt in range(1, self._attempts + 1):
+            try:
+                if self._body is None:
+                    self._body = self._repository._get_range(self._key, self._offset, self._etag)
+                data = self._body.read(size if size and size > 0 else None)
+                if not data and self.size is not None and self._offset < self.size:
+                    raise TransientStorageError("connection closed at byte %d of %d" % (self._offset, self.size))
+                self._offset += len(data)
+                return data
+            except (TransientStorageError, BotoCoreError, OSError) as exc:
+                self.close()
+                if attempt == self._attempts:
+                    raise TransientStorageError("reading %s failed at byte %d after %d attempts: %s"
+                                                % (self._repository.describe(self._key), self._offset, attempt, exc))
+                self._sleep(min(8.0, 0.5 * 2 ** (attempt - 1)))
+        return b""
+
+    def close(self):
+        if self._body is not None:
+            try:
+                self._body.close()
+            except Exception:  # pylint: disable=broad-except
+                pass
+            self._body = None
 
 
 class S3Repository(Repository):
@@ -209,6 +252,26 @@ class S3Repository(Repository):
 
     def exists(self, key):
         return self._head(key) is not None
+
+    def size_of(self, key):
+        head = self._head(key)
+        return None if head is None else head.get("ContentLength")
+
+    def open_read(self, key):
+        head = self._head(key)
+        if head is None:
+            raise NotFoundError("not found: %s" % self.describe(key))
+        return _RangeResumingReader(self, key, head.get("ContentLength"), head.get("ETag"))
+
+    @translate_errors("get")
+    def _get_range(self, key, offset, etag):
+        args = {"Bucket": self.bucket, "Key": self._key(key)}
+        if offset:
+            args["Range"] = "bytes=%d-" % offset
+        if etag:
+            # A resumed read must come from the same object version, or it is refused.
+            args["IfMatch"] = etag
+        return self.client.get_object(**args)["Body"]
 
     @translate_errors("upload")
     def _upload(self, key, reader, gfs_class, size_hint):

@@ -1,0 +1,99 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbdr.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What a repository holds: the backups of a cluster (those with a manifest), and choosing one.
+
+Read-only; shared by restore, verification, information and retention.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import datetime
+import re
+
+from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputError, NotFoundError
+from ansible_collections.dbdr.backup.plugins.module_utils._layout import (
+    BACKUP_ID_RE, MANIFEST_NAME, backup_id_time, backups_prefix, manifest_key, validate_backup_id)
+from ansible_collections.dbdr.backup.plugins.module_utils._manifest import Manifest
+
+_OFFSET_RE = re.compile(r"(Z|[+-][0-9]{2}:?[0-9]{2})$")
+
+
+def parse_timestamp(text, option="before"):
+    """An ISO 8601 timestamp that must carry its offset: a bare local time is ambiguous."""
+    text = str(text).strip()
+    if not _OFFSET_RE.search(text):
+        raise InputError("%s %r has no UTC offset; write it like 2026-11-20T03:00:00+00:00" % (option, text))
+    normalized = text[:-1] + "+00:00" if text.endswith("Z") else text
+    try:
+        moment = datetime.datetime.fromisoformat(normalized)
+    except ValueError:
+        raise InputError("%s %r is not an ISO 8601 timestamp (like 2026-11-20T03:00:00+00:00)" % (option, text))
+    if moment.tzinfo is None:
+        raise InputError("%s %r has no UTC offset" % (option, text))
+    return moment.astimezone(datetime.timezone.utc)
+
+
+def backup_ids(repository, cluster):
+    """Ids of the complete backups (manifest present), oldest first."""
+    prefix = backups_prefix(cluster)
+    ids = []
+    for key in repository.list_keys(prefix):
+        rest = key[len(prefix):].split("/")
+        if len(rest) == 2 and rest[1] == MANIFEST_NAME and BACKUP_ID_RE.match(rest[0]):
+            ids.append(rest[0])
+    return sorted(set(ids))
+
+
+def load_manifest(repository, cluster, backup_id):
+    validate_backup_id(backup_id)
+    key = manifest_key(cluster, backup_id)
+    try:
+        raw = repository.get_bytes(key)
+    except NotFoundError:
+        raise InputError("backup %s not found in %s (no manifest: it does not exist or never completed)"
+                         % (backup_id, repository.describe(backups_prefix(cluster))))
+    try:
+        return Manifest.from_json(raw, expected_id=backup_id, expected_cluster=cluster)
+    except InputError as exc:
+        raise InputError("manifest %s is unreadable or tampered with: %s" % (repository.describe(key), exc.message))
+
+
+def choose_backup(repository, cluster, backup_id="latest", before=None, suitable=None):
+    """The backup to use: an explicit id, or the newest complete one (at or before `before`,
+    by the moment its snapshot was taken) that `suitable(manifest)` accepts.
+
+    `suitable` returns None when a manifest fits, else the reason it does not. A newest
+    backup whose manifest cannot be read stops the choice instead of silently falling back
+    to older data. Returns (manifest, [(skipped id, reason)])."""
+    if backup_id and backup_id != "latest":
+        if before:
+            raise InputError("give either backup_id or before, not both")
+        manifest = load_manifest(repository, cluster, backup_id)
+        reason = suitable(manifest) if suitable else None
+        if reason:
+            raise InputError("backup %s cannot be used: %s" % (backup_id, reason))
+        return manifest, []
+    limit = parse_timestamp(before) if before else None
+    candidates = backup_ids(repository, cluster)
+    if limit is not None:
+        candidates = [i for i in candidates if backup_id_time(i) <= limit]
+    skipped = []
+    for candidate in reversed(candidates):
+        manifest = load_manifest(repository, cluster, candidate)
+        reason = suitable(manifest) if suitable else None
+        if reason is None:
+            return manifest, skipped
+        skipped.append((candidate, reason))
+    where = repository.describe(backups_prefix(cluster))
+    if limit is not None:
+        raise InputError("no suitable backup of cluster %r taken at or before %s in %s%s"
+                         % (cluster, limit.isoformat(), where, _skipped_text(skipped)))
+    raise InputError("no suitable backup of cluster %r in %s%s" % (cluster, where, _skipped_text(skipped)))
+
+
+def _skipped_text(skipped):
+    if not skipped:
+        return ""
+    return " (not suitable: %s)" % "; ".join("%s: %s" % s for s in skipped[:5])

@@ -1,0 +1,238 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbdr.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Databases on the target server during a restore: staging databases, their properties,
+the markers that identify what restore created, the session terminator and the swap.
+
+A marker is a COMMENT ON DATABASE holding JSON after MARKER_PREFIX; it survives renames and
+lets a later run find staging databases a killed run left, and the pre-restore copies.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import hashlib
+import json
+import time
+import zlib
+
+from ansible_collections.dbdr.backup.plugins.module_utils import _pg
+from ansible_collections.dbdr.backup.plugins.module_utils._errors import DbdrError, LockedError
+
+MARKER_PREFIX = "dbdr.backup:"
+MAX_NAME_BYTES = 63          # NAMEDATALEN - 1
+# pg_advisory_lock(int4, int4): our class id ('dbdr') and a hash of the database name.
+_LOCK_CLASS = 0x64626472
+
+
+class RestoreStepError(DbdrError):
+    """A step of the restore failed on the target server."""
+
+
+def ident(name):
+    return _pg.quote_ident(name)
+
+
+def literal(conn, value):
+    return _pg.sql.Literal(value).as_string(conn)
+
+
+def truncate_utf8(text, max_bytes):
+    raw = text.encode("utf-8")[:max_bytes]
+    return raw.decode("utf-8", "ignore")
+
+
+def staging_name(target, restore_id):
+    digest = hashlib.sha1(target.encode("utf-8")).hexdigest()[:8]
+    return "dbdr_staging_%s_%s" % (restore_id.lower(), digest)
+
+
+def pre_restore_name(target, restore_id):
+    suffix = "__pre_restore_%s" % restore_id.lower()
+    return truncate_utf8(target, MAX_NAME_BYTES - len(suffix)) + suffix
+
+
+def exists(conn, name):
+    return bool(_pg.fetch_value(conn, "SELECT count(*) FROM pg_database WHERE datname = %s", (name,)))
+
+
+def role_exists(conn, role):
+    return bool(_pg.fetch_value(conn, "SELECT count(*) FROM pg_roles WHERE rolname = %s", (role,)))
+
+
+def execute(conn, statement, args=None, step="restore"):
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement, args)
+    except _pg.psycopg2.Error as exc:
+        raise RestoreStepError("%s" % (str(exc).strip().splitlines() or [exc.__class__.__name__])[0], stage=step)
+
+
+# --- locks --------------------------------------------------------------------------------
+
+def lock_target(conn, name):
+    """A session-level advisory lock per target database name: two restores of one database
+    never run at once; the lock dies with the connection if the run is killed."""
+    key = zlib.crc32(name.encode("utf-8")) - 2 ** 31
+    if not _pg.fetch_value(conn, "SELECT pg_try_advisory_lock(%s, %s)", (_LOCK_CLASS, key)):
+        raise LockedError("another restore of database %r on this server is running (advisory lock held)" % (name,))
+
+
+# --- markers -------------------------------------------------------------------------------
+
+def marker_text(marker):
+    return MARKER_PREFIX + json.dumps(marker, sort_keys=True, ensure_ascii=False)
+
+
+def comment_statement(conn, name, comment):
+    return "COMMENT ON DATABASE %s IS %s" % (ident(name), literal(conn, comment) if comment else "NULL")
+
+
+def set_marker(conn, name, marker):
+    execute(conn, comment_statement(conn, name, marker_text(marker)), step="marker")
+
+
+def marked_databases(conn, kind):
+    """[(datname, marker)] of databases whose marker has this kind (staging / pre_restore)."""
+    rows = _pg.fetch_all(conn, "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
+                               "WHERE shobj_description(oid, 'pg_database') LIKE %s ORDER BY datname",
+                         (MARKER_PREFIX + "%",))
+    out = []
+    for name, comment in rows:
+        try:
+            marker = json.loads(comment[len(MARKER_PREFIX):])
+        except ValueError:
+            continue
+        if isinstance(marker, dict) and marker.get("kind") == kind:
+            out.append((name, marker))
+    return out
+
+
+# --- creating a database as the original was ----------------------------------------------
+
+def _create_statement(conn, name, props, server):
+    parts = ["CREATE DATABASE %s TEMPLATE template0" % ident(name)]
+    if props.get("encoding"):
+        parts.append("ENCODING %s" % literal(conn, props["encoding"]))
+    if props.get("locale_provider") == "icu" and server.version_num >= 150000 and props.get("icu_locale"):
+        parts.append("LOCALE_PROVIDER icu")
+        parts.append("%s %s" % ("LOCALE" if server.version_num >= 170000 else "ICU_LOCALE",
+                                literal(conn, props["icu_locale"])))
+    if props.get("lc_collate"):
+        parts.append("LC_COLLATE %s" % literal(conn, props["lc_collate"]))
+    if props.get("lc_ctype"):
+        parts.append("LC_CTYPE %s" % literal(conn, props["lc_ctype"]))
+    return " ".join(parts)
+
+
+def create_staging(conn, name, props, server, marker):
+    """An empty database with the original's encoding and locale, marked as ours."""
+    execute(conn, _create_statement(conn, name, props or {}, server), step="create staging database")
+    set_marker(conn, name, marker)
+
+
+def drop(conn, name, step="cleanup"):
+    """Drop a database we created; its sessions (only ours could be there) are ended first."""
+    if not exists(conn, name):
+        return False
+    execute(conn, "ALTER DATABASE %s WITH ALLOW_CONNECTIONS false" % ident(name), step=step)
+    terminate_sessions(conn, name, timeout=30, step=step)
+    execute(conn, "DROP DATABASE %s" % ident(name), step=step)
+    return True
+
+
+def apply_properties(conn, name, props, warnings):
+    """Owner, grants, connection limit, comment and settings of the original database.
+
+    Missing roles (globals not restored on this server) are reported, not fatal: the data is
+    what matters at that moment, and the warning says what to fix."""
+    if not props:
+        return
+    owner = props.get("owner")
+    if owner:
+        if role_exists(conn, owner):
+            execute(conn, "ALTER DATABASE %s OWNER TO %s" % (ident(name), ident(owner)), step="database properties")
+        else:
+            warnings.append("database %r: owner role %r does not exist on the target; it is owned by the restoring "
+                            "user (restore the globals first)" % (name, owner))
+    grants = props.get("grants")
+    if grants is not None:
+        execute(conn, "REVOKE ALL ON DATABASE %s FROM PUBLIC" % ident(name), step="database properties")
+        for grant in grants:
+            grantee, privilege, grantable = grant.get("grantee"), grant.get("privilege"), grant.get("grantable")
+            if privilege not in ("CREATE", "CONNECT", "TEMPORARY"):
+                continue
+            if grantee is not None and not role_exists(conn, grantee):
+                warnings.append("database %r: not granting %s to missing role %r" % (name, privilege, grantee))
+                continue
+            execute(conn, "GRANT %s ON DATABASE %s TO %s%s" % (
+                privilege, ident(name), "PUBLIC" if grantee is None else ident(grantee),
+                " WITH GRANT OPTION" if grantable else ""), step="database properties")
+    limit = props.get("connection_limit")
+    if limit is not None and int(limit) != -1:
+        execute(conn, "ALTER DATABASE %s WITH CONNECTION LIMIT %d" % (ident(name), int(limit)), step="database properties")
+    for entry in props.get("settings") or []:
+        role = entry.get("role")
+        if role and not role_exists(conn, role):
+            warnings.append("database %r: settings of missing role %r not applied" % (name, role))
+            continue
+        for item in entry.get("config") or []:
+            setting, _sep, value = item.partition("=")
+            target = ("ALTER ROLE %s IN DATABASE %s" % (ident(role), ident(name))) if role else \
+                ("ALTER DATABASE %s" % ident(name))
+            # set_config() parses the stored text exactly as the server stored it (lists and
+            # quoting included); FROM CURRENT then records that value for the database.
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT set_config(%s, %s, false)", (setting, value))
+                    cur.execute("%s SET %s FROM CURRENT" % (target, ident(setting)))
+                    cur.execute("RESET %s" % ident(setting))
+            except _pg.psycopg2.Error as exc:
+                warnings.append("database %r: setting %s not applied: %s" % (name, item, str(exc).strip().splitlines()[0]))
+
+
+# --- sessions and the swap -------------------------------------------------------------------
+
+def sessions(conn, name):
+    return _pg.fetch_value(conn, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                           (name,))
+
+
+def terminate_sessions(conn, name, timeout, step="terminate sessions"):
+    """End every session of the database; wait until they are gone. Returns how many ended."""
+    ended = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = _pg.fetch_all(conn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                   "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+        ended += sum(1 for r in rows if r[0])
+        if not sessions(conn, name):
+            return ended
+        if time.monotonic() > deadline:
+            raise RestoreStepError("sessions of database %r did not end within %d seconds" % (name, timeout), stage=step)
+        time.sleep(0.2)
+
+
+def allow_connections(conn, name, allowed, step="swap"):
+    execute(conn, "ALTER DATABASE %s WITH ALLOW_CONNECTIONS %s" % (ident(name), "true" if allowed else "false"),
+            step=step)
+
+
+def rename_all(conn, renames, comments, step="swap"):
+    """Every rename in one transaction: all happen or none (ALTER DATABASE RENAME is
+    transactional), so no database name is ever missing. The comments (markers) change in
+    the same transaction: a database is never live while still marked as staging."""
+    conn.autocommit = False
+    try:
+        with conn.cursor() as cur:
+            for old, new in renames:
+                cur.execute("ALTER DATABASE %s RENAME TO %s" % (ident(old), ident(new)))
+            for name, comment in comments:
+                cur.execute(comment_statement(conn, name, comment))
+        conn.commit()
+    except _pg.psycopg2.Error as exc:
+        conn.rollback()
+        raise RestoreStepError("renaming failed, nothing was renamed: %s" % (str(exc).strip().splitlines() or ["?"])[0],
+                               stage=step)
+    finally:
+        conn.autocommit = True

@@ -1,0 +1,143 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbdr.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Table-level restore: replace the rows of some tables of a live database with the backup's,
+in one transaction, leaving every other table untouched.
+
+pg_restore writes the chosen tables' data as SQL (COPY blocks); psql runs it between our
+prelude (lock, disable user triggers, truncate) and postlude (row counts must equal the
+manifest's, triggers back as they were), all under --single-transaction: any error, and
+nothing happened.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import subprocess
+import uuid
+
+from ansible_collections.dbdr.backup.plugins.module_utils import _pg
+from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputError, StageError
+from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import CHUNK_SIZE, Stage, clean_env, run_checked
+
+_FOREIGN_KEYS = """
+SELECT rn.nspname, r.relname, tn.nspname, t.relname
+  FROM pg_constraint c
+  JOIN pg_class r ON r.oid = c.conrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
+  JOIN pg_class t ON t.oid = c.confrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+ WHERE c.contype = 'f'
+"""
+
+_USER_TRIGGERS = """
+SELECT t.tgname, t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %s AND c.relname = %s AND NOT t.tgisinternal AND t.tgenabled <> 'D'
+ ORDER BY 1
+"""
+_ENABLE = {"O": "ENABLE TRIGGER", "A": "ENABLE ALWAYS TRIGGER", "R": "ENABLE REPLICA TRIGGER"}
+
+
+def qualified(schema, name):
+    return "%s.%s" % (_pg.quote_ident(schema), _pg.quote_ident(name))
+
+
+def _literal(text):
+    return "'%s'" % text.replace("'", "''")
+
+
+def load_order(conn, tables):
+    """Referenced tables before the tables that reference them (foreign keys are checked
+    as rows arrive)."""
+    chosen = [(s, n) for s, n, _r in tables]
+    edges = set((r[2:], r[:2]) for r in (tuple(row) for row in _pg.fetch_all(conn, _FOREIGN_KEYS))
+                if r[:2] in chosen and r[2:] in chosen and r[:2] != r[2:])
+    ordered, remaining = [], list(chosen)
+    while remaining:
+        ready = [t for t in remaining if not any(p in remaining and c == t for p, c in edges)]
+        if not ready:
+            ready = remaining[:1]  # a cycle: deferrable constraints may still make it pass
+        for table in ready:
+            ordered.append(table)
+            remaining.remove(table)
+    return ordered
+
+
+def select_entries(listing, order):
+    """The archive's TABLE DATA entries (pg_restore -l lines) of the tables, in load order."""
+    entries = []
+    for schema, name in order:
+        prefix = " TABLE DATA %s %s " % (schema, name)
+        hits = [line for line in listing.splitlines() if not line.startswith(";") and prefix in line]
+        if not hits:
+            raise InputError("the archive holds no data for table %s.%s" % (schema, name))
+        if len(hits) > 1:
+            raise InputError("the archive listing cannot tell table %s.%s apart from another table (names with "
+                             "spaces); restore into a new database instead" % (schema, name))
+        entries.append(hits[0])
+    return "\n".join(entries) + "\n"
+
+
+def scripts(conn, tables, lock_timeout):
+    """(prelude, postlude) SQL around the data."""
+    prelude = ["SET lock_timeout = %s;" % _literal("%ds" % lock_timeout)]
+    names = [qualified(s, n) for s, n, _r in tables]
+    prelude.append("LOCK TABLE %s IN ACCESS EXCLUSIVE MODE;" % ", ".join(names))
+    postlude = []
+    tag = "$dbdr_%s$" % uuid.uuid4().hex[:12]
+    for schema, name, rows in tables:
+        table = qualified(schema, name)
+        for trigger, enabled in _pg.fetch_all(conn, _USER_TRIGGERS, (schema, name)):
+            # User triggers would write to other tables; FK triggers stay on (they are internal).
+            prelude.append("ALTER TABLE %s DISABLE TRIGGER %s;" % (table, _pg.quote_ident(trigger)))
+            postlude.append("ALTER TABLE %s %s %s;" % (table, _ENABLE.get(enabled, "ENABLE TRIGGER"),
+                                                       _pg.quote_ident(trigger)))
+        if rows is not None:
+            postlude.append(
+                "DO %s DECLARE n bigint; BEGIN SELECT count(*) INTO n FROM ONLY %s; IF n <> %d THEN "
+                "RAISE EXCEPTION 'dbdr.backup: % has % rows after the restore, the backup recorded %', %s, n, %d; "
+                "END IF; END %s;" % (tag, table, int(rows), _literal("%s.%s" % (schema, name)), int(rows), tag))
+    prelude.append("TRUNCATE ONLY %s;" % ", ".join(names))
+    return "\n".join(prelude) + "\n", "\n".join(postlude) + "\n"
+
+
+def verify_and_list(source, pg_restore, work_dir, archive_path=None):
+    """pg_restore -l of the archive. From a stream this is also the verification pass: the
+    head of the decoded stream goes to pg_restore --list, the rest is read and discarded so
+    that size, SHA-256, decryption and decompression of the whole object are checked."""
+    if archive_path:
+        return run_checked(Stage("pg_restore --list", [pg_restore, "--list", archive_path], env=clean_env())) \
+            .decode("utf-8", "replace")
+    listing_path = os.path.join(work_dir, "listing")
+    lister = subprocess.Popen([pg_restore, "--list", "--file=" + listing_path], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=clean_env())
+
+    def consume(pipe):
+        feeding = True
+        while True:
+            chunk = pipe.read(CHUNK_SIZE)
+            if not chunk:
+                break
+            if feeding:
+                try:
+                    lister.stdin.write(chunk)
+                except BrokenPipeError:
+                    feeding = False  # it read the table of contents and stopped: expected
+        try:
+            lister.stdin.close()
+        except BrokenPipeError:
+            pass
+
+    try:
+        source.run(stdout=subprocess.PIPE, consume=consume)
+        err = lister.stderr.read().decode("utf-8", "replace").strip()
+        if lister.wait() != 0:
+            raise StageError("pg_restore --list exited with status %s: %s" % (lister.returncode, err[-2000:]),
+                             stage="pg_restore --list")
+    finally:
+        if lister.poll() is None:
+            lister.kill()
+            lister.wait()
+        lister.stderr.close()
+    with open(listing_path, "r") as handle:
+        return handle.read()
