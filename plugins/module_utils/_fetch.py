@@ -78,8 +78,13 @@ class ObjectSource:
             finally:
                 for stage in stages:
                     _gpg.release_stage_fds(stage)
-        except StageError:
+        except StageError as exc:
             self._diagnose()
+            if exc.stage == "gpg decrypt":
+                # The object is intact (checked just now): the key or its passphrase is the problem.
+                raise StageError("could not decrypt %s with the keyring %s: %s. Check that the private key is there "
+                                 "and encryption.passphrase / passphrase_file is right for it"
+                                 % (self.describe(), self.gnupghome, exc.message), stage=exc.stage)
             raise
         finally:
             reader.close()

@@ -174,14 +174,16 @@ class Pipeline:
     def finish(self):
         """Wait for every stage; raise StageError naming the stage that failed first-hand.
 
-        A downstream failure makes upstream stages fail with a broken pipe, while an upstream
-        failure lets downstream ones end cleanly at EOF: the last failing stage is the cause.
+        A stage that fails because its output pipe broke is a consequence: the cause is the
+        first stage that failed otherwise (an encoder upstream of a failed consumer, a decoder
+        whose input was cut short by a failed gpg). Without such a stage, the last one failed.
         """
         codes = [proc.wait() for proc in self._procs]
         try:
             failed = [i for i, code in enumerate(codes) if code != 0]
             if failed:
-                i = failed[-1]
+                causes = [i for i in failed if not _broken_pipe(codes[i], self.stderr_of(i))]
+                i = causes[0] if causes else failed[-1]
                 stage = self.stages[i]
                 detail = self.stderr_of(i)
                 raise StageError(
@@ -191,6 +193,10 @@ class Pipeline:
             self._close()
             self.finished = True
         return codes
+
+
+def _broken_pipe(code, stderr):
+    return code in (-signal.SIGPIPE, 128 + signal.SIGPIPE) or "broken pipe" in stderr.lower()
 
 
 class Feeder(threading.Thread):

@@ -355,7 +355,10 @@ def main():
     except DbdrError as exc:
         for warning in getattr(exc, "warnings", []):
             module.warn(warning)
-        module.fail_json(msg=str(exc), stage=exc.stage, plan=plan.to_dict() if plan else None)
+        message = str(exc)
+        if getattr(exc, "swapped", False):
+            message = "the restored databases are live (the swap completed), but a later step failed: " + message
+        module.fail_json(msg=message, stage=exc.stage, plan=plan.to_dict() if plan else None)
     except Interrupted as exc:
         if getattr(exc, "swapped", False):
             module.fail_json(msg="restore interrupted after the swap completed (the restored databases are live): %s"

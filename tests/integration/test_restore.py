@@ -101,3 +101,109 @@ def test_check_mode_reports_plan_and_changes_nothing(pg_server_other, local_back
     assert plan["destructive"] is True and any("safety backup" in s for s in plan["steps"])
     assert plan["databases"][0]["object"] == "app.pgdump.zst.gpg"
     assert pg_server_other.databases() == before
+
+
+def _fresh_copy(server, local_backup, gnupg_home, ansible_runner, name="app"):
+    """A live `name` database on the target server, restored from the backup."""
+    _drop(server, name)
+    run_restore(ansible_runner, restore_args(server, local_backup["repository"], gnupg_home, databases=["app"],
+                                             target_database=name, no_owner=True))
+
+
+def test_tables_mode_replaces_rows_of_named_tables_only(pg_server_other, local_backup, gnupg_home, ansible_runner):
+    _fresh_copy(pg_server_other, local_backup, gnupg_home, ansible_runner)
+    pg_server_other.psql(
+        'UPDATE "Sales Data"."Quarterly ""Report""" SET revenue = 0; '
+        "UPDATE public.customers SET name = 'kept' WHERE id = 1; "
+        "CREATE TABLE public.audit_log (n int); "
+        "CREATE FUNCTION public.log_it() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN INSERT INTO public.audit_log VALUES (1); RETURN NEW; END $$; "
+        'CREATE TRIGGER log_it AFTER INSERT ON "Sales Data"."Quarterly ""Report""" '
+        "FOR EACH ROW EXECUTE FUNCTION public.log_it()", db="app")
+    before = pg_server_other.table_checksums("app")
+    args = restore_args(pg_server_other, local_backup["repository"], gnupg_home, databases=["app"], mode="tables",
+                        tables=['"Sales Data"."Quarterly ""Report"""'])
+    refused = run_restore(ansible_runner, args, expect_rc=2)
+    assert refused["stage"] == "confirm"
+    assert pg_server_other.table_checksums("app") == before
+
+    result = run_restore(ansible_runner, dict(args, confirm=True))
+    after = pg_server_other.table_checksums("app")
+    key = 'Sales Data.Quarterly "Report"'
+    assert after[key] == local_backup["sums"]["app"][key]
+    # Every other table is exactly as it was: the user trigger did not fire, customers kept its change.
+    assert {k: v for k, v in after.items() if k != key} == {k: v for k, v in before.items() if k != key}
+    assert pg_server_other.count("app", "public", "audit_log") == 0
+    assert pg_server_other.scalar("SELECT tgenabled FROM pg_trigger WHERE tgname = 'log_it'", db="app") == "O"
+    assert result["databases"][0]["tables"] == [{"schema": "Sales Data", "name": 'Quarterly "Report"',
+                                                 "backup_rows": 10, "restored_rows": 10, "match": True}]
+    assert result["safety_backup_id"]
+
+
+def test_tables_mode_refuses_table_referenced_from_outside(pg_server_other, local_backup, gnupg_home, ansible_runner):
+    _fresh_copy(pg_server_other, local_backup, gnupg_home, ansible_runner)
+    before = pg_server_other.table_checksums("app")
+    args = restore_args(pg_server_other, local_backup["repository"], gnupg_home, databases=["app"], mode="tables",
+                        tables=["public.customers"], confirm=True)
+    result = run_restore(ansible_runner, args, expect_rc=2)
+    assert result["stage"] == "validate" and "public.orders references public.customers" in result["msg"]
+    # Both tables together are fine, in foreign key order.
+    pg_server_other.psql("DELETE FROM public.orders WHERE id % 2 = 0", db="app")
+    result = run_restore(ansible_runner, dict(args, tables=["public.orders", "public.customers"]))
+    assert [t["name"] for t in result["databases"][0]["tables"]] == ["customers", "orders"]
+    assert pg_server_other.table_checksums("app") == before
+
+
+def test_globals_mode_creates_missing_roles_and_skips_existing(pg_server_other, local_backup, gnupg_home,
+                                                               ansible_runner):
+    pg_server_other.psql("DROP ROLE IF EXISTS dbdr_pw; DROP ROLE IF EXISTS app_owner")
+    args = restore_args(pg_server_other, local_backup["repository"], gnupg_home, mode="globals")
+    result = run_restore(ansible_runner, args)
+    assert {"dbdr_pw", "app_owner"} <= set(result["globals"]["roles_created"])
+    assert "postgres" in result["globals"]["roles_skipped"]
+    assert pg_server_other.scalar("SELECT count(*) FROM pg_roles WHERE rolname IN ('dbdr_pw', 'app_owner')") == "2"
+    again = run_restore(ansible_runner, args)
+    assert again["globals"]["roles_created"] == [] and "dbdr_pw" in again["globals"]["roles_skipped"]
+
+
+def test_restore_from_s3_with_passphrase_key(pg_server, pg_sample, pg_server_other, gnupg_home, s3_server,
+                                             ansible_runner, tmp_path):
+    s3_server.create_bucket("restore-bucket")
+    repo = s3_server.repository("restore-bucket", "restore")
+    enc = encryption(gnupg_home, gnupg_home.passphrase_fpr)
+    backup = run_backup(ansible_runner, backup_args(pg_server, repo, gnupg_home, databases=[ODD_DB], globals=False,
+                                                    encryption=enc))
+    _drop(pg_server_other, ODD_DB)
+    pass_file = tmp_path / "pass"
+    pass_file.write_text(gnupg_home.passphrase + "\n")
+    pass_file.chmod(0o600)
+    args = restore_args(pg_server_other, repo, gnupg_home, encryption={
+        "gnupghome": str(gnupg_home.home), "passphrase_file": str(pass_file)}, jobs=2, no_owner=True)
+    result = run_restore(ansible_runner, args)
+    assert result["backup_id"] == backup["backup_id"]
+    assert pg_server_other.table_checksums(ODD_DB) == pg_server.table_checksums(ODD_DB)
+    # The same through a streamed (jobs 1) restore, with the passphrase given directly.
+    _drop(pg_server_other, ODD_DB)
+    run_restore(ansible_runner, dict(args, jobs=1, encryption={"gnupghome": str(gnupg_home.home),
+                                                                "passphrase": gnupg_home.passphrase}))
+    assert pg_server_other.table_checksums(ODD_DB) == pg_server.table_checksums(ODD_DB)
+
+
+def test_before_chooses_newest_backup_at_or_before(pg_server, pg_sample, pg_server_other, gnupg_home,
+                                                   ansible_runner, tmp_path):
+    repo = {"type": "local", "path": str(tmp_path / "repo")}
+    first = run_backup(ansible_runner, backup_args(pg_server, repo, gnupg_home, databases=[ODD_DB], globals=False))
+    time.sleep(1.1)
+    second = run_backup(ansible_runner, backup_args(pg_server, repo, gnupg_home, databases=[ODD_DB], globals=False))
+    stamp = "%s-%s-%sT%s:%s:%s+00:00" % (first["backup_id"][0:4], first["backup_id"][4:6], first["backup_id"][6:8],
+                                        first["backup_id"][9:11], first["backup_id"][11:13], first["backup_id"][13:15])
+    args = restore_args(pg_server_other, repo, gnupg_home, databases=[ODD_DB], target_database="odd_copy",
+                        mode="new")
+    assert run_restore(ansible_runner, dict(args, before=stamp), check=True)["backup_id"] == first["backup_id"]
+    assert run_restore(ansible_runner, args, check=True)["backup_id"] == second["backup_id"]
+    assert run_restore(ansible_runner, dict(args, backup_id=first["backup_id"]), check=True)["backup_id"] == \
+        first["backup_id"]
+    too_early = run_restore(ansible_runner, dict(args, before="2001-01-01T00:00:00+00:00"), check=True, expect_rc=2)
+    assert "at or before 2001-01-01T00:00:00+00:00" in too_early["msg"]
+    no_offset = run_restore(ansible_runner, dict(args, before="2026-11-20T03:00:00"), check=True, expect_rc=2)
+    assert "no UTC offset" in no_offset["msg"]

@@ -4,8 +4,9 @@ import sys
 
 import pytest
 
-from ansible_collections.dbdr.backup.plugins.module_utils._errors import StageError
-from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import HashingReader, Pipeline, Stage, run_checked
+from ansible_collections.dbdr.backup.plugins.module_utils._errors import StageError, StorageError
+from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import (
+    HashingReader, Pipeline, Stage, run_checked, run_from_reader)
 
 PY = sys.executable
 
@@ -71,3 +72,45 @@ def test_hashing_reader_over_bytes():
     reader = HashingReader(io.BytesIO(b"abc"))
     assert reader.read(2) == b"ab" and reader.read() == b"c" and reader.read() == b""
     assert reader.bytes == 3
+
+
+def test_upstream_failure_wins_when_it_makes_the_decoder_fail_too():
+    # gpg fails (wrong passphrase), zstd then complains about its truncated input: gpg is the cause.
+    gpg = "import sys\nsys.stdout.buffer.write(b'garb'); sys.stderr.write('gpg: Bad passphrase'); sys.exit(2)"
+    zstd = "import sys\nsys.stdin.buffer.read(); sys.stderr.write('zstd: unexpected end of file'); sys.exit(1)"
+    with Pipeline([py("gpg decrypt", gpg), py("zstd -d", zstd)]) as pipe:
+        pipe.stdout.read()
+        with pytest.raises(StageError) as info:
+            pipe.finish()
+    assert info.value.stage == "gpg decrypt" and "Bad passphrase" in str(info.value)
+
+
+def test_run_from_reader_feeds_hashes_and_checks(tmp_path):
+    data = b"".join(b"%06d\n" % i for i in range(300000))
+    out = tmp_path / "out"
+    with open(out, "wb") as handle:
+        size, sha = run_from_reader(io.BytesIO(data), [py("upper", UPPER)], stdout=handle)
+    assert size == len(data) and sha == hashlib.sha256(data).hexdigest()
+    assert out.read_bytes() == data.replace(b"0", b"o")
+
+
+def test_run_from_reader_reports_a_failing_source_as_itself():
+    class Broken:
+        def __init__(self):
+            self.calls = 0
+
+        def read(self, size):
+            self.calls += 1
+            if self.calls > 2:
+                raise StorageError("connection lost at byte 2 MiB")
+            return b"x" * size
+
+    with pytest.raises(StorageError, match="connection lost"):
+        run_from_reader(Broken(), [py("cat", "import sys\nsys.stdout.buffer.write(sys.stdin.buffer.read())")])
+
+
+def test_run_from_reader_names_a_failing_consumer():
+    dying = "import sys\nsys.stdin.buffer.read(10); sys.stderr.write('pg_restore: error: bad archive'); sys.exit(1)"
+    with pytest.raises(StageError) as info:
+        run_from_reader(io.BytesIO(b"y" * (8 * 1024 * 1024)), [py("pg_restore", dying)])
+    assert info.value.stage == "pg_restore"

@@ -84,6 +84,17 @@ def marker_text(marker):
     return MARKER_PREFIX + json.dumps(marker, sort_keys=True, ensure_ascii=False)
 
 
+def user_comment(comment):
+    """A database's own comment: the one a marker kept, if the comment is one of our markers
+    (a pre-restore copy put back into service by hand still carries its marker)."""
+    if comment and comment.startswith(MARKER_PREFIX):
+        try:
+            return json.loads(comment[len(MARKER_PREFIX):]).get("comment")
+        except (ValueError, AttributeError):
+            return None
+    return comment
+
+
 def comment_statement(conn, name, comment):
     return "COMMENT ON DATABASE %s IS %s" % (ident(name), literal(conn, comment) if comment else "NULL")
 

@@ -404,7 +404,9 @@ def _safety_plan(request, plan_targets, manifest, gnupghome):
         cluster=request.safety_backup_cluster, repository=request.repository, connection=request.connection,
         encryption=encryption, compression=request.compression, databases=[t.target for t in swaps],
         include_globals=False, tables=tables, labels={"purpose": "pre-restore", "restore_of": manifest.backup_id},
-        pg_bin_dir=request.pg_bin_dir, tmp_dir=request.tmp_dir)
+        pg_bin_dir=request.pg_bin_dir, tmp_dir=request.tmp_dir,
+        # A session holding an exclusive lock must fail the restore cleanly, not hang it.
+        lock_wait_timeout=request.terminate_timeout)
     return plan_backup(backup_request)
 
 

@@ -208,9 +208,14 @@ def _restore_tables(plan, target, passfile, work_dir, result):
     argv = [plan.tools["pg_restore"]["path"], "--data-only", "--use-list=" + paths["list"], "--file=-"]
     files = [paths["prelude.sql"], "-", paths["postlude.sql"]] + request.post_restore_sql
     if target.archive is not None:
-        _psql(plan, target.target, files, passfile, upstream=[Stage("pg_restore", argv + [target.archive], env=clean_env())])
+        _psql(plan, target.target, files, passfile,
+              upstream=[Stage("pg_restore", argv + [target.archive], env=clean_env())])
     else:
-        _psql(plan, target.target, files, passfile, upstream=[Stage("pg_restore", argv, env=clean_env())], source=target.source)
+        # pg_restore stops reading once the chosen tables are out; `tee -p /dev/null` reads the
+        # object to its end anyway, so that nothing upstream dies of a broken pipe.
+        drain = Stage("tee", ["tee", "-p", "/dev/null"], env=clean_env())
+        _psql(plan, target.target, files, passfile, upstream=[drain, Stage("pg_restore", argv, env=clean_env())],
+              source=target.source)
     result.timings.step("restore tables %s" % target.name, started)
     if request.analyze:
         started = time.monotonic()
@@ -268,14 +273,15 @@ def _swap(plan, state, result):
                              % (target.previous, target.target), stage="swap")
         renames.append((target.target, target.previous))
         renames.append((target.staging, target.target))
+        comment = _db.user_comment(target.live_properties.get("comment"))
         comments.append((target.previous, _db.marker_text({
-            "kind": "pre_restore", "of": target.target, "restore_id": plan.restore_id,
+            "kind": "pre_restore", "of": target.target, "name": target.previous, "restore_id": plan.restore_id,
             "restored_backup_id": plan.manifest.backup_id, "replaced_at": isoformat(utc_now()),
-            "comment": target.live_properties.get("comment")})))
-        comments.append((target.target, target.live_properties.get("comment")))
+            "comment": comment})))
+        comments.append((target.target, comment))
     for target in news:
         renames.append((target.staging, target.target))
-        comments.append((target.target, (target.record.properties or {}).get("comment")))
+        comments.append((target.target, _db.user_comment((target.record.properties or {}).get("comment"))))
     _db.rename_all(conn, renames, comments)
     state.swapped = True
     state.staging = []
@@ -289,8 +295,10 @@ def _swap(plan, state, result):
 def _prune_pre_restore(plan, result):
     keep = plan.request.keep_pre_restore
     targets = set(t.target for t in plan.targets if t.mode == "swap")
+    # Only copies still under the name this collection gave them: a database a person renamed
+    # (say, back into production after a rollback) is theirs now, whatever its comment says.
     copies = [(name, marker) for name, marker in _db.marked_databases(plan.conn, "pre_restore")
-              if marker.get("of") in targets]
+              if marker.get("of") in targets and marker.get("name") == name and name not in targets]
     copies.sort(key=lambda c: (c[1].get("of"), c[1].get("restore_id") or ""), reverse=True)
     kept = {}
     for name, marker in copies:

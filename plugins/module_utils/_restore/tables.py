@@ -95,7 +95,7 @@ def scripts(conn, tables, lock_timeout):
         if rows is not None:
             postlude.append(
                 "DO %s DECLARE n bigint; BEGIN SELECT count(*) INTO n FROM ONLY %s; IF n <> %d THEN "
-                "RAISE EXCEPTION 'dbdr.backup: % has % rows after the restore, the backup recorded %', %s, n, %d; "
+                "RAISE EXCEPTION 'dbdr.backup: %% has %% rows after the restore, the backup recorded %%', %s, n, %d; "
                 "END IF; END %s;" % (tag, table, int(rows), _literal("%s.%s" % (schema, name)), int(rows), tag))
     prelude.append("TRUNCATE ONLY %s;" % ", ".join(names))
     return "\n".join(prelude) + "\n", "\n".join(postlude) + "\n"

@@ -1,0 +1,406 @@
+"""restore under bad input and faults. In every case: production data identical to before
+(table checksums), no staging database left, a clear message naming the stage.
+
+"Production" is a database `app` on the second server (pg_server_other), restored from the
+backup and then changed, so that a restore which touched it would show.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+import harness
+from harness import quote_ident
+from module_args import ODD_DB, backup_args, encryption, restore_args, run_backup, run_restore
+
+
+@pytest.fixture(scope="module")
+def pristine_repo(pg_server, pg_sample, gnupg_home, ansible_runner, tmp_path_factory):
+    """A repository with one backup of app and the odd database, encrypted to the plain key;
+    tests get their own copy to damage."""
+    path = tmp_path_factory.mktemp("faults-repo")
+    result = run_backup(ansible_runner, backup_args(pg_server, {"type": "local", "path": str(path)}, gnupg_home,
+                                                    databases=["app", ODD_DB]))
+    return path, result["backup_id"]
+
+
+@pytest.fixture
+def repo(pristine_repo, tmp_path):
+    path, backup_id = pristine_repo
+    copy = tmp_path / "repo"
+    shutil.copytree(path, copy)
+    return {"type": "local", "path": str(copy)}, copy / "main" / "backups" / backup_id, backup_id
+
+
+@pytest.fixture
+def production(pg_server_other, repo, gnupg_home, ansible_runner):
+    """A live `app` on the target server whose data differs from the backup; yields a check
+    that it is untouched and nothing of a restore was left behind."""
+    repository = repo[0]
+    _drop_all(pg_server_other)
+    run_restore(ansible_runner, restore_args(pg_server_other, repository, gnupg_home, databases=["app"],
+                                             no_owner=True))
+    pg_server_other.psql("UPDATE public.customers SET name = 'live ' || id; DELETE FROM public.orders WHERE id > 4500",
+                         db="app")
+    before = pg_server_other.table_checksums("app")
+    databases = set(pg_server_other.databases())
+
+    def unchanged():
+        assert pg_server_other.table_checksums("app") == before
+        assert set(pg_server_other.databases()) == databases
+        assert pg_server_other.scalar("SELECT datallowconn FROM pg_database WHERE datname = 'app'") == "t"
+    return unchanged
+
+
+def _drop_all(server):
+    for name in server.databases():
+        if name not in ("postgres",):
+            server.drop_db(name)
+
+
+def _swap_args(server, repository, gnupg_home, **extra):
+    args = restore_args(server, repository, gnupg_home, databases=["app"], mode="swap", confirm=True, no_owner=True)
+    args.update(extra)
+    return args
+
+
+def _flip_byte(path, offset=None):
+    data = bytearray(path.read_bytes())
+    offset = len(data) // 2 if offset is None else offset
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _app_object(manifest):
+    return next(o for o in manifest["objects"] if o.get("database") == "app")
+
+
+def _edit_manifest(backup_dir, change):
+    path = backup_dir / "manifest.json"
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+# --- damaged backups ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_bit_flip_in_object_is_found_before_anything_changes(pg_server_other, repo, production, gnupg_home,
+                                                             ansible_runner, tmp_path, jobs):
+    repository, backup_dir, _ = repo
+    _flip_byte(backup_dir / "app.pgdump.zst.gpg")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    result = run_restore(ansible_runner, _swap_args(pg_server_other, repository, gnupg_home, jobs=jobs,
+                                                    tmp_dir=str(scratch)), expect_rc=2)
+    assert result["stage"] == "verify"
+    assert "app.pgdump.zst.gpg" in result["msg"] and "does not match its manifest" in result["msg"]
+    production()
+    assert list(scratch.iterdir()) == []
+
+
+def test_truncated_object(pg_server_other, repo, production, gnupg_home, ansible_runner):
+    repository, backup_dir, _ = repo
+    path = backup_dir / "app.pgdump.zst.gpg"
+    path.write_bytes(path.read_bytes()[:-100])
+    result = run_restore(ansible_runner, _swap_args(pg_server_other, repository, gnupg_home), expect_rc=2)
+    assert result["stage"] == "verify" and "truncated" in result["msg"]
+    production()
+
+
+def test_missing_object(pg_server_other, repo, production, gnupg_home, ansible_runner):
+    repository, backup_dir, _ = repo
+    (backup_dir / "app.pgdump.zst.gpg").unlink()
+    result = run_restore(ansible_runner, _swap_args(pg_server_other, repository, gnupg_home), expect_rc=2)
+    assert result["stage"] == "verify" and "missing" in result["msg"]
+    production()
+
+
+def test_manifest_with_other_row_counts_fails_the_check_and_drops_staging(pg_server_other, repo, production,
+                                                                           gnupg_home, ansible_runner):
+    repository, backup_dir, _ = repo
+
+    def change(data):
+        app = next(d for d in data["databases"] if d["name"] == "app")
+        next(t for t in app["tables"] if t["name"] == "orders")["rows"] = 4999
+    _edit_manifest(backup_dir, change)
+    result = run_restore(ansible_runner, _swap_args(pg_server_other, repository, gnupg_home), expect_rc=2)
+    assert result["stage"] == "check" and "public.orders: 5000 restored, 4999 in the backup" in result["msg"]
+    production()
+
+
+@pytest.mark.parametrize("tamper, stage, message", [
+    (lambda d: _app_object(d).update(sha256="0" * 64), "verify", "does not match its manifest"),
+    (lambda d: _app_object(d).update(name="../../../etc/passwd"), "validate", "invalid object entry"),
+    (lambda d: d.update(backup_id="20200101T000000Z"), "validate", "unreadable or tampered"),
+    (lambda d: d.pop("objects"), "validate", "unreadable or tampered"),
+])
+def test_tampered_manifest(pg_server_other, repo, production, gnupg_home, ansible_runner, tamper, stage, message):
+    repository, backup_dir, _ = repo
+    _edit_manifest(backup_dir, tamper)
+    result = run_restore(ansible_runner, _swap_args(pg_server_other, repository, gnupg_home), expect_rc=2)
+    assert result["stage"] == stage and message in result["msg"]
+    production()
+
+
+def test_manifest_that_is_not_json(pg_server_other, repo, production, gnupg_home, ansible_runner):
+    repository, backup_dir, _ = repo
+    (backup_dir / "manifest.json").write_text("{not json")
+    result = run_restore(ansible_runner, _swap_args(pg_server_other, repository, gnupg_home), expect_rc=2)
+    assert result["stage"] == "validate" and "unreadable or tampered" in result["msg"]
+    production()
+
+
+@pytest.mark.parametrize("backup_id, message", [
+    ("20200101T000000Z", "not found"),
+    ("../20200101T000000Z", "invalid backup id"),
+    ("/etc/passwd", "invalid backup id"),
+    ("20201341T000000Z", "not a real date"),
+])
+def test_bad_backup_ids(pg_server_other, repo, production, gnupg_home, ansible_runner, backup_id, message):
+    result = run_restore(ansible_runner, _swap_args(pg_server_other, repo[0], gnupg_home, backup_id=backup_id),
+                         expect_rc=2)
+    assert result["stage"] == "validate" and message in result["msg"]
+    production()
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+def test_keyring_without_the_secret_key(pg_server_other, repo, production, gnupg_home, ansible_runner, tmp_path):
+    empty = tmp_path / "gnupg"
+    empty.mkdir(mode=0o700)
+    args = _swap_args(pg_server_other, repo[0], gnupg_home, encryption={"gnupghome": str(empty)})
+    result = run_restore(ansible_runner, args, expect_rc=2)
+    assert result["stage"] == "encryption" and gnupg_home.fpr in result["msg"] and "secret key" in result["msg"]
+    production()
+
+
+def test_wrong_passphrase(pg_server, pg_sample, pg_server_other, production, gnupg_home, ansible_runner, tmp_path):
+    repository = {"type": "local", "path": str(tmp_path / "pass-repo")}
+    run_backup(ansible_runner, backup_args(pg_server, repository, gnupg_home, databases=["app"], globals=False,
+                                           encryption=encryption(gnupg_home, gnupg_home.passphrase_fpr)))
+    wrong = "not-the-passphrase-7f3c2a91"
+    args = _swap_args(pg_server_other, repository, gnupg_home,
+                      encryption={"gnupghome": str(gnupg_home.home), "passphrase": wrong})
+    run = ansible_runner.run_adhoc("dbdr.backup.restore", {k: "{{ dbdr_args.%s }}" % k for k in sorted(args)},
+                                   extra_vars={"dbdr_args": args}, expect_rc=2, verbosity=3)
+    result = run.last_result
+    assert result["stage"] == "gpg decrypt" and "passphrase" in result["msg"].lower()
+    assert wrong not in run.stdout and wrong not in run.stderr
+    production()
+
+
+# --- the server -------------------------------------------------------------------------------
+
+def test_target_server_down(pg_server_other, repo, production, gnupg_home, ansible_runner):
+    args = _swap_args(pg_server_other, repo[0], gnupg_home, login_port=harness.free_port())
+    result = run_restore(ansible_runner, args, expect_rc=2)
+    assert result["stage"] == "connect" and "unreachable" in result["msg"]
+    production()
+
+
+def _wrapped_bin(tmp_path, server, pg_restore_body):
+    """A pg_bin_dir whose pg_restore runs `pg_restore_body` (bash; REAL is the real tool)."""
+    directory = tmp_path / "bin"
+    directory.mkdir()
+    for tool in ("psql", "vacuumdb", "pg_dump", "pg_dumpall"):
+        (directory / tool).symlink_to(server.bin_dir / tool)
+    script = directory / "pg_restore"
+    script.write_text("#!/bin/bash\nREAL=%s\nif [ \"$1\" = \"--version\" ]; then exec \"$REAL\" --version; fi\n%s\n"
+                      % (shlex.quote(str(server.bin_dir / "pg_restore")), pg_restore_body))
+    script.chmod(0o755)
+    return directory
+
+
+def test_pg_restore_failing_half_way(pg_server_other, repo, production, gnupg_home, ansible_runner, tmp_path):
+    # The archive is cut after 200 kB: pg_restore has created tables and loaded some rows when it fails.
+    bin_dir = _wrapped_bin(tmp_path, pg_server_other, 'head -c 200000 | "$REAL" "$@"')
+    args = _swap_args(pg_server_other, repo[0], gnupg_home, pg_bin_dir=str(bin_dir))
+    result = run_restore(ansible_runner, args, expect_rc=2)
+    assert result["stage"] == "pg_restore" and "exited with status" in result["msg"]
+    production()
+
+
+def test_scratch_space_too_small_is_refused_before_anything(pg_server_other, repo, production, gnupg_home,
+                                                            ansible_runner, tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], check=True)
+    try:
+        args = _swap_args(pg_server_other, repo[0], gnupg_home, jobs=2, tmp_dir=str(small))
+        result = run_restore(ansible_runner, args, expect_rc=2)
+        assert result["stage"] == "validate" and "MiB free" in result["msg"]
+        assert list(small.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
+    production()
+
+
+class _Session:
+    """A psql session on the live database that stays open (idle in transaction) until closed."""
+
+    def __init__(self, server, db, sql):
+        self.proc = subprocess.Popen([str(server.bin_dir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     env=server.env(db=db), text=True)
+        self.proc.stdin.write(sql + "\n")
+        self.proc.stdin.flush()
+        deadline = time.monotonic() + 10
+        while server.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND state = 'idle in transaction'"
+                            % harness.quote_literal(db)) == "0":
+            assert time.monotonic() < deadline, "the session did not start"
+            time.sleep(0.1)
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def test_active_sessions_on_the_live_database_are_ended(pg_server_other, repo, production, gnupg_home,
+                                                        ansible_runner):
+    # An application session idle in a transaction that changed a row, holding its locks.
+    session = _Session(pg_server_other, "app", "BEGIN; UPDATE public.customers SET email = 'x' WHERE id = 7;")
+    try:
+        result = run_restore(ansible_runner, _swap_args(pg_server_other, repo[0], gnupg_home))
+        assert result["sessions_terminated"] >= 1
+        previous = result["databases"][0]["previous_database"]
+        assert pg_server_other.db_exists(previous) and pg_server_other.db_exists("app")
+        assert pg_server_other.scalar("SELECT email FROM public.customers WHERE id = 7", db=previous) != "x"
+    finally:
+        session.close()
+
+
+def test_exclusive_lock_on_the_live_database_fails_the_safety_backup_cleanly(pg_server_other, repo, production,
+                                                                            gnupg_home, ansible_runner):
+    session = _Session(pg_server_other, "app", "BEGIN; LOCK TABLE public.orders IN ACCESS EXCLUSIVE MODE;")
+    try:
+        result = run_restore(ansible_runner, _swap_args(pg_server_other, repo[0], gnupg_home, terminate_timeout=2),
+                             expect_rc=2)
+        assert result["stage"] == "safety backup" and "lock table" in result["msg"].lower()
+    finally:
+        session.close()
+    production()
+
+
+def test_swap_of_a_database_with_an_odd_name(pg_server_other, repo, gnupg_home, ansible_runner):
+    repository = repo[0]
+    pg_server_other.drop_db(ODD_DB)
+    args = restore_args(pg_server_other, repository, gnupg_home, databases=[ODD_DB], no_owner=True)
+    run_restore(ansible_runner, args)
+    pg_server_other.psql("DELETE FROM public.items", db=ODD_DB)
+    result = run_restore(ansible_runner, dict(args, mode="swap", confirm=True, keep_pre_restore=0))
+    assert pg_server_other.count(ODD_DB, "public", "items") == 3
+    # keep_pre_restore: 0 removes the copy this run made, too.
+    assert result["pre_restore_dropped"] == [result["databases"][0]["previous_database"]]
+    assert result["databases"][0]["previous_database"].startswith(ODD_DB + "__pre_restore_")
+    assert not pg_server_other.db_exists(result["databases"][0]["previous_database"])
+
+
+# --- concurrency and interruption -------------------------------------------------------------
+
+def _gated_bin(tmp_path, server):
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    body = "touch %s\nfor i in $(seq 600); do [ -e %s ] && break; sleep 0.1; done\nexec \"$REAL\" \"$@\"" % (
+        shlex.quote(str(started)), shlex.quote(str(gate)))
+    return _wrapped_bin(tmp_path, server, body), gate, started
+
+
+def _module_pids(background):
+    return {pid: argv for pid, argv in harness.process_tree(background.pid).items()}
+
+
+def _wait(condition, what, background, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if background.poll() is not None:
+            pytest.fail("the restore ended while waiting for %s\n%s" % (what, background.describe()))
+        time.sleep(0.1)
+    pytest.fail("timed out waiting for %s" % what)
+
+
+def _restore_playbook(args):
+    task = {"name": "restore", "dbdr.backup.restore": {k: "{{ dbdr_args[%s] }}" % json.dumps(k) for k in sorted(args)}}
+    return json.dumps([{"name": "r", "hosts": "localhost", "gather_facts": False, "tasks": [task]}])
+
+
+def test_two_restores_of_one_database_never_run_at_once(pg_server_other, repo, production, gnupg_home,
+                                                        ansible_runner, tmp_path):
+    bin_dir, gate, started = _gated_bin(tmp_path, pg_server_other)
+    before = pg_server_other.table_checksums("app")
+    args = _swap_args(pg_server_other, repo[0], gnupg_home, pg_bin_dir=str(bin_dir))
+    first = ansible_runner.start_playbook(_restore_playbook(args), extra_vars={"dbdr_args": args})
+    try:
+        _wait(started.exists, "the first restore to reach pg_restore", first)
+        second = run_restore(ansible_runner, _swap_args(pg_server_other, repo[0], gnupg_home), expect_rc=2)
+        assert second["stage"] == "lock" and "another restore" in second["msg"]
+        # The second run changed nothing; the first is restoring into its staging database.
+        assert [d for d in pg_server_other.databases() if d.startswith("dbdr_staging_")]
+        assert pg_server_other.table_checksums("app") == before
+        gate.touch()
+        first.wait(timeout=300)
+    finally:
+        gate.touch()
+        if first.poll() is None:
+            first.kill()
+
+
+def test_killed_restore_leaves_production_and_the_next_run_cleans_up(pg_server_other, repo, production,
+                                                                     gnupg_home, ansible_runner, tmp_path):
+    bin_dir, gate, started = _gated_bin(tmp_path, pg_server_other)
+    args = _swap_args(pg_server_other, repo[0], gnupg_home, pg_bin_dir=str(bin_dir))
+    run = ansible_runner.start_playbook(_restore_playbook(args), extra_vars={"dbdr_args": args})
+    try:
+        _wait(started.exists, "the restore to reach pg_restore", run)
+        staging = [d for d in pg_server_other.databases() if d.startswith("dbdr_staging_")]
+        assert len(staging) == 1
+        # Nothing secret on any command line of the running restore.
+        for argv in _module_pids(run).values():
+            assert not any("passphrase" in a and "fd" not in a for a in argv)
+        for pid in _module_pids(run):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        run.wait(timeout=60, expect_rc=None)
+    finally:
+        gate.touch()
+        if run.poll() is None:
+            run.kill()
+    assert pg_server_other.db_exists(staging[0])
+    assert pg_server_other.table_checksums("app") is not None
+    result = run_restore(ansible_runner, _swap_args(pg_server_other, repo[0], gnupg_home))
+    assert result["leftovers_removed"] == staging
+    assert not pg_server_other.db_exists(staging[0])
+
+
+def test_pruning_never_drops_a_copy_put_back_into_service(pg_server_other, repo, production, gnupg_home,
+                                                          ansible_runner):
+    args = _swap_args(pg_server_other, repo[0], gnupg_home)
+    first = run_restore(ansible_runner, args)
+    previous = first["databases"][0]["previous_database"]
+    # Roll back by hand, as the runbook says, but without touching the comments.
+    pg_server_other.psql('BEGIN; ALTER DATABASE app RENAME TO app_rolled_back; '
+                         'ALTER DATABASE %s RENAME TO app; COMMIT;' % quote_ident(previous))
+    live = pg_server_other.table_checksums("app")
+    second = run_restore(ansible_runner, dict(args, keep_pre_restore=0))
+    assert pg_server_other.db_exists("app") and pg_server_other.db_exists("app_rolled_back")
+    new_previous = second["databases"][0]["previous_database"]
+    assert second["pre_restore_dropped"] == [new_previous]
+    # The restored database does not inherit the marker of the copy it replaced.
+    comment = pg_server_other.scalar("SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database "
+                                     "WHERE datname = 'app'")
+    assert not comment.startswith("dbdr.backup:")
+    assert live != pg_server_other.table_checksums("app")
