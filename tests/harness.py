@@ -351,7 +351,6 @@ class PostgresServer(Component):
             db=db)
         return {"%s.%s" % (schema, table): self.count(db, schema, table) for schema, table in json.loads(out)}
 
-
     def table_checksums(self, db):
         """{"schema.table": md5 of every row's text, in order}: equal maps mean equal data."""
         out = self.psql(

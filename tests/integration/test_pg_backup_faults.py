@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 
 import harness
+from wrappers import logging_wrapper as _logging_wrapper, script as _script, wrapper_logs as _wrapper_logs
 
 BIG_DB = "faults_big"
 MiB = 1024 * 1024
@@ -134,12 +135,6 @@ def backup_ids_of(keys, backups_prefix):
             backup_id, _sep, name = key[len(backups_prefix):].partition("/")
             found.setdefault(backup_id, []).append(name)
     return found
-
-
-def _script(path, text):
-    path.write_text(text, encoding="utf-8")
-    path.chmod(0o755)
-    return path
 
 
 _GATE_COPY = r'''
@@ -615,29 +610,6 @@ def test_two_backups_of_one_cluster_never_run_at_once(pg_server, pg_sample, gnup
 
 
 # --------------------------------------------------------------------------- secrets
-
-
-def _logging_wrapper(path, real, logdir):
-    """A wrapper that records its argv and environment (NUL-separated), then execs the real tool."""
-    q = shlex.quote
-    return _script(path, "#!/bin/bash\n"
-                   'log=%s/"$(basename "$0")".$$\n'
-                   'printf "%%s\\0" "$0" "$@" > "$log.argv"\n'
-                   'env -0 > "$log.env"\n'
-                   'exec %s "$@"\n' % (q(str(logdir)), q(str(real))))
-
-
-def _wrapper_logs(logdir):
-    """[(tool, argv list, env dict)] of every wrapper invocation."""
-    out = []
-    for argv_file in sorted(Path(logdir).glob("*.argv")):
-        tool = argv_file.name.rsplit(".", 2)[0]
-        argv = [a.decode("utf-8", "replace") for a in argv_file.read_bytes().split(b"\0") if a]
-        env_file = argv_file.with_suffix(".env")
-        env = dict(e.decode("utf-8", "replace").split("=", 1)
-                   for e in env_file.read_bytes().split(b"\0") if b"=" in e)
-        out.append((tool, argv, env))
-    return out
 
 
 def _wrapped_tools(tmp_path, pg_server):

@@ -3,12 +3,10 @@ a real PostgreSQL, into a second real server."""
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
 
-from harness import quote_ident
 from module_args import ODD_DB, backup_args, encryption, restore_args, run_backup, run_restore
 
 
@@ -184,8 +182,8 @@ def test_restore_from_s3_with_passphrase_key(pg_server, pg_sample, pg_server_oth
     assert pg_server_other.table_checksums(ODD_DB) == pg_server.table_checksums(ODD_DB)
     # The same through a streamed (jobs 1) restore, with the passphrase given directly.
     _drop(pg_server_other, ODD_DB)
-    run_restore(ansible_runner, dict(args, jobs=1, encryption={"gnupghome": str(gnupg_home.home),
-                                                                "passphrase": gnupg_home.passphrase}))
+    streamed = {"gnupghome": str(gnupg_home.home), "passphrase": gnupg_home.passphrase}
+    run_restore(ansible_runner, dict(args, jobs=1, encryption=streamed))
     assert pg_server_other.table_checksums(ODD_DB) == pg_server.table_checksums(ODD_DB)
 
 
@@ -195,8 +193,8 @@ def test_before_chooses_newest_backup_at_or_before(pg_server, pg_sample, pg_serv
     first = run_backup(ansible_runner, backup_args(pg_server, repo, gnupg_home, databases=[ODD_DB], globals=False))
     time.sleep(1.1)
     second = run_backup(ansible_runner, backup_args(pg_server, repo, gnupg_home, databases=[ODD_DB], globals=False))
-    stamp = "%s-%s-%sT%s:%s:%s+00:00" % (first["backup_id"][0:4], first["backup_id"][4:6], first["backup_id"][6:8],
-                                        first["backup_id"][9:11], first["backup_id"][11:13], first["backup_id"][13:15])
+    i = first["backup_id"]
+    stamp = "%s-%s-%sT%s:%s:%s+00:00" % (i[0:4], i[4:6], i[6:8], i[9:11], i[11:13], i[13:15])
     args = restore_args(pg_server_other, repo, gnupg_home, databases=[ODD_DB], target_database="odd_copy",
                         mode="new")
     assert run_restore(ansible_runner, dict(args, before=stamp), check=True)["backup_id"] == first["backup_id"]

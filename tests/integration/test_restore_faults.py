@@ -13,16 +13,14 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
 import harness
 from harness import quote_ident
 from module_args import ODD_DB, backup_args, encryption, restore_args, run_backup, run_restore
+from wrappers import logging_wrapper, wrapper_logs
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +96,7 @@ def _edit_manifest(backup_dir, change):
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_bit_flip_in_object_is_found_before_anything_changes(pg_server_other, repo, production, gnupg_home,
                                                              ansible_runner, tmp_path, jobs):
-    repository, backup_dir, _ = repo
+    repository, backup_dir = repo[0], repo[1]
     _flip_byte(backup_dir / "app.pgdump.zst.gpg")
     scratch = tmp_path / "scratch"
     scratch.mkdir()
@@ -111,7 +109,7 @@ def test_bit_flip_in_object_is_found_before_anything_changes(pg_server_other, re
 
 
 def test_truncated_object(pg_server_other, repo, production, gnupg_home, ansible_runner):
-    repository, backup_dir, _ = repo
+    repository, backup_dir = repo[0], repo[1]
     path = backup_dir / "app.pgdump.zst.gpg"
     path.write_bytes(path.read_bytes()[:-100])
     result = run_restore(ansible_runner, _swap_args(pg_server_other, repository, gnupg_home), expect_rc=2)
@@ -120,7 +118,7 @@ def test_truncated_object(pg_server_other, repo, production, gnupg_home, ansible
 
 
 def test_missing_object(pg_server_other, repo, production, gnupg_home, ansible_runner):
-    repository, backup_dir, _ = repo
+    repository, backup_dir = repo[0], repo[1]
     (backup_dir / "app.pgdump.zst.gpg").unlink()
     result = run_restore(ansible_runner, _swap_args(pg_server_other, repository, gnupg_home), expect_rc=2)
     assert result["stage"] == "verify" and "missing" in result["msg"]
@@ -128,8 +126,8 @@ def test_missing_object(pg_server_other, repo, production, gnupg_home, ansible_r
 
 
 def test_manifest_with_other_row_counts_fails_the_check_and_drops_staging(pg_server_other, repo, production,
-                                                                           gnupg_home, ansible_runner):
-    repository, backup_dir, _ = repo
+                                                                          gnupg_home, ansible_runner):
+    repository, backup_dir = repo[0], repo[1]
 
     def change(data):
         app = next(d for d in data["databases"] if d["name"] == "app")
@@ -147,7 +145,7 @@ def test_manifest_with_other_row_counts_fails_the_check_and_drops_staging(pg_ser
     (lambda d: d.pop("objects"), "validate", "unreadable or tampered"),
 ])
 def test_tampered_manifest(pg_server_other, repo, production, gnupg_home, ansible_runner, tamper, stage, message):
-    repository, backup_dir, _ = repo
+    repository, backup_dir = repo[0], repo[1]
     _edit_manifest(backup_dir, tamper)
     result = run_restore(ansible_runner, _swap_args(pg_server_other, repository, gnupg_home), expect_rc=2)
     assert result["stage"] == stage and message in result["msg"]
@@ -155,7 +153,7 @@ def test_tampered_manifest(pg_server_other, repo, production, gnupg_home, ansibl
 
 
 def test_manifest_that_is_not_json(pg_server_other, repo, production, gnupg_home, ansible_runner):
-    repository, backup_dir, _ = repo
+    repository, backup_dir = repo[0], repo[1]
     (backup_dir / "manifest.json").write_text("{not json")
     result = run_restore(ansible_runner, _swap_args(pg_server_other, repository, gnupg_home), expect_rc=2)
     assert result["stage"] == "validate" and "unreadable or tampered" in result["msg"]
@@ -282,7 +280,7 @@ def test_active_sessions_on_the_live_database_are_ended(pg_server_other, repo, p
 
 
 def test_exclusive_lock_on_the_live_database_fails_the_safety_backup_cleanly(pg_server_other, repo, production,
-                                                                            gnupg_home, ansible_runner):
+                                                                             gnupg_home, ansible_runner):
     session = _Session(pg_server_other, "app", "BEGIN; LOCK TABLE public.orders IN ACCESS EXCLUSIVE MODE;")
     try:
         result = run_restore(ansible_runner, _swap_args(pg_server_other, repo[0], gnupg_home, terminate_timeout=2),
@@ -317,7 +315,7 @@ def _gated_bin(tmp_path, server):
 
 
 def _module_pids(background):
-    return {pid: argv for pid, argv in harness.process_tree(background.pid).items()}
+    return dict(harness.process_tree(background.pid))
 
 
 def _wait(condition, what, background, timeout=60):
@@ -404,3 +402,47 @@ def test_pruning_never_drops_a_copy_put_back_into_service(pg_server_other, repo,
                                      "WHERE datname = 'app'")
     assert not comment.startswith("dbdr.backup:")
     assert live != pg_server_other.table_checksums("app")
+
+
+def test_secrets_stay_out_of_argv_results_logs_and_child_env(pg_server, pg_sample, pg_server_other, production,
+                                                             gnupg_home, ansible_runner, tmp_path):
+    repository = {"type": "local", "path": str(tmp_path / "secret-repo")}
+    run_backup(ansible_runner, backup_args(pg_server, repository, gnupg_home, databases=["app"], globals=False,
+                                           encryption=encryption(gnupg_home, gnupg_home.passphrase_fpr)))
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    pg_bin = tmp_path / "pg-bin"
+    pg_bin.mkdir()
+    for tool in ("pg_restore", "psql", "vacuumdb", "pg_dump"):
+        logging_wrapper(pg_bin / tool, pg_server_other.bin_dir / tool, logdir)
+    path_bin = tmp_path / "path-bin"
+    path_bin.mkdir()
+    for tool in ("gpg", "zstd"):
+        logging_wrapper(path_bin / tool, shutil.which(tool), logdir)
+    password, passphrase = pg_server_other.password, gnupg_home.passphrase
+    args = dict(_swap_args(pg_server_other, repository, gnupg_home, pg_bin_dir=str(pg_bin), jobs=2,
+                           encryption={"gnupghome": str(gnupg_home.home), "passphrase": passphrase}),
+                **pg_server_other.conn_params("postgres", password=True))
+    log = tmp_path / "ansible.log"
+    task = {"name": "restore", "environment": {"PATH": "%s:{{ lookup('env', 'PATH') }}" % path_bin},
+            "dbdr.backup.restore": {k: "{{ dbdr_args[%s] }}" % json.dumps(k) for k in sorted(args)}}
+    playbook = json.dumps([{"name": "r", "hosts": "localhost", "gather_facts": False, "tasks": [task]}])
+    run = ansible_runner.run_playbook(playbook, extra_vars={"dbdr_args": args}, verbosity=4,
+                                      env={"ANSIBLE_LOG_PATH": str(log)})
+    result = run.task_result("restore")
+    assert result["safety_backup_id"] and result["databases"][0]["previous_database"]
+    for name, text in (("stdout", run.stdout), ("stderr", run.stderr), ("log", log.read_text())):
+        assert password not in text and passphrase not in text, name
+    calls = wrapper_logs(logdir)
+    assert {tool for tool, _a, _e in calls} >= {"pg_restore", "vacuumdb", "pg_dump", "gpg", "zstd"}
+    for tool, argv, env in calls:
+        assert not any(password in a or passphrase in a for a in argv), (tool, argv)
+        assert not any(password in v or passphrase in v for v in env.values()), tool
+        assert "PGPASSWORD" not in env, tool
+        if tool in ("pg_restore", "vacuumdb", "pg_dump") and "--version" not in argv:
+            assert env.get("PGPASSFILE") and not os.path.exists(env["PGPASSFILE"]), tool
+    decrypts = [argv for tool, argv, _e in calls if tool == "gpg" and "--decrypt" in argv]
+    assert decrypts and all("--passphrase-fd" in argv for argv in decrypts)
+    for record in (tmp_path / "secret-repo").rglob("*.json"):
+        text = record.read_text()
+        assert password not in text and passphrase not in text, record

@@ -201,7 +201,7 @@ def test_unknown_backup_id_fails_before_any_hook(pg_server_other, app_backup, gn
 
 
 def test_without_confirm_and_without_terminal_nothing_is_restored(pg_server_other, app_backup, gnupg_home,
-                                                                   ansible_runner, tmp_path):
+                                                                  ansible_runner, tmp_path):
     live = _live_app(pg_server_other, app_backup)
     before = pg_server_other.databases()
     markers, hooks = _hook_files(tmp_path)
