@@ -446,3 +446,33 @@ def test_secrets_stay_out_of_argv_results_logs_and_child_env(pg_server, pg_sampl
     for record in (tmp_path / "secret-repo").rglob("*.json"):
         text = record.read_text()
         assert password not in text and passphrase not in text, record
+
+
+@pytest.fixture
+def s3_backup(pg_server, pg_sample, gnupg_home, s3_server, ansible_runner):
+    bucket = s3_server.create_bucket("restore-faults-%d" % time.time_ns())
+    repository = s3_server.repository(bucket, "pg")
+    run_backup(ansible_runner, backup_args(pg_server, repository, gnupg_home, databases=["app"], globals=False))
+    return bucket
+
+
+def test_s3_read_errors_are_retried(pg_server, pg_server_other, production, gnupg_home, s3_server, s3_backup,
+                                    ansible_runner):
+    with harness.FaultProxy(s3_server.endpoint_url) as proxy:
+        slow = proxy.add(harness.FaultRule("GET", path=r"/app\.pgdump", action="error", status=503, times=2))
+        reset = proxy.add(harness.FaultRule("GET", path=r"/app\.pgdump", action="reset", nth=1))
+        repository = s3_server.repository(s3_backup, "pg", endpoint_url=proxy.endpoint_url)
+        result = run_restore(ansible_runner, _swap_args(pg_server_other, repository, gnupg_home))
+        assert slow.applied == 2 and reset.applied == 1, proxy.log
+    assert pg_server_other.table_checksums("app") == pg_server.table_checksums("app")
+    assert result["databases"][0]["previous_database"]
+
+
+def test_s3_access_denied_on_an_object_changes_nothing(pg_server_other, production, gnupg_home, s3_server,
+                                                       s3_backup, ansible_runner):
+    with harness.FaultProxy(s3_server.endpoint_url) as proxy:
+        proxy.add(harness.FaultRule("GET", path=r"/app\.pgdump", action="error", status=403, code="AccessDenied"))
+        repository = s3_server.repository(s3_backup, "pg", endpoint_url=proxy.endpoint_url)
+        result = run_restore(ansible_runner, _swap_args(pg_server_other, repository, gnupg_home), expect_rc=2)
+    assert result["stage"] == "storage" and "access denied" in result["msg"].lower()
+    production()
