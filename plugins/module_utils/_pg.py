@@ -345,6 +345,20 @@ def with_partitions(conn, relations):
     return out
 
 
+_FOREIGN_KEYS = """
+SELECT rn.nspname, r.relname, tn.nspname, t.relname
+  FROM pg_constraint c
+  JOIN pg_class r ON r.oid = c.conrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
+  JOIN pg_class t ON t.oid = c.confrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+ WHERE c.contype = 'f'
+"""
+
+
+def foreign_keys(conn):
+    """(referencing schema, table, referenced schema, table) of every foreign key."""
+    return [tuple(r) for r in fetch_all(conn, _FOREIGN_KEYS)]
+
+
 def count_rows(conn, schema, name):
     query = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(sql.Identifier(schema), sql.Identifier(name))
     return int(fetch_value(conn, query))

@@ -191,7 +191,7 @@ def test_load_order_puts_referenced_tables_first(monkeypatch):
     # orders -> customers, lines -> orders; an unrelated FK outside the set is ignored.
     fks = [("public", "orders", "public", "customers"), ("public", "lines", "public", "orders"),
            ("public", "x", "public", "customers")]
-    monkeypatch.setattr(_tables._pg, "fetch_all", lambda conn, query, args=None: fks)
+    monkeypatch.setattr(_tables._pg, "foreign_keys", lambda conn: fks)
     order = _tables.load_order(None, [("public", "lines", 1), ("public", "orders", 2), ("public", "customers", 3)])
     assert order == [("public", "customers"), ("public", "orders"), ("public", "lines")]
 

@@ -297,15 +297,6 @@ def _resolve_tables(conn, request, record, database):
     return [(s, n, rows_of[(s, n)]) for s, n in chosen]
 
 
-_REFERENCING = """
-SELECT DISTINCT rn.nspname, r.relname, tn.nspname, t.relname
-  FROM pg_constraint c
-  JOIN pg_class r ON r.oid = c.conrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
-  JOIN pg_class t ON t.oid = c.confrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
- WHERE c.contype = 'f'
-"""
-
-
 def _check_live_tables(conn, tables, target):
     relations = dict(((s, n), k) for s, n, k in _pg.user_relations(conn))
     missing = [(s, n) for s, n, _r in tables if relations.get((s, n)) != "r"]
@@ -317,7 +308,7 @@ def _check_live_tables(conn, tables, target):
                                              "" if len(missing) > 1 else "es", target))
     chosen = set((s, n) for s, n, _r in tables)
     outside = sorted(set("%s.%s references %s.%s" % (rs, rn, ts, tn)
-                         for rs, rn, ts, tn in _pg.fetch_all(conn, _REFERENCING)
+                         for rs, rn, ts, tn in _pg.foreign_keys(conn)
                          if (ts, tn) in chosen and (rs, rn) not in chosen))
     if outside:
         raise InputError("other tables hold foreign keys to the tables to restore (%s); replacing the rows would "

@@ -21,14 +21,6 @@ from ansible_collections.dbdr.backup.plugins.module_utils import _pg
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputError, StageError
 from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import CHUNK_SIZE, Stage, clean_env, run_checked
 
-_FOREIGN_KEYS = """
-SELECT rn.nspname, r.relname, tn.nspname, t.relname
-  FROM pg_constraint c
-  JOIN pg_class r ON r.oid = c.conrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
-  JOIN pg_class t ON t.oid = c.confrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
- WHERE c.contype = 'f'
-"""
-
 _USER_TRIGGERS = """
 SELECT t.tgname, t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -50,7 +42,7 @@ def load_order(conn, tables):
     """Referenced tables before the tables that reference them (foreign keys are checked
     as rows arrive)."""
     chosen = [(s, n) for s, n, _r in tables]
-    edges = set((r[2:], r[:2]) for r in (tuple(row) for row in _pg.fetch_all(conn, _FOREIGN_KEYS))
+    edges = set((r[2:], r[:2]) for r in _pg.foreign_keys(conn)
                 if r[:2] in chosen and r[2:] in chosen and r[:2] != r[2:])
     ordered, remaining = [], list(chosen)
     while remaining:
