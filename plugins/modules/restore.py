@@ -241,7 +241,9 @@ pre_restore_dropped:
   type: list
   elements: str
 leftovers_removed:
-  description: Staging databases left by earlier interrupted restores of the same databases, dropped by this run.
+  description:
+    - Staging databases left by earlier interrupted restores of the same databases, dropped by this run, and
+      local copies (directories under O(tmp_dir)) that killed restores left behind, removed by this run.
   returned: success, not in check mode
   type: list
   elements: str

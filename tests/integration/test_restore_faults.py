@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -54,9 +55,12 @@ def production(pg_server_other, repo, gnupg_home, ansible_runner):
     before = pg_server_other.table_checksums("app")
     databases = set(pg_server_other.databases())
 
-    def unchanged():
+    def unchanged(staging_left=False):
         assert pg_server_other.table_checksums("app") == before
-        assert set(pg_server_other.databases()) == databases
+        now = set(pg_server_other.databases())
+        if staging_left:  # what a killed run leaves until the next one
+            now = set(d for d in now if not d.startswith("dbdr_staging_"))
+        assert now == databases
         assert pg_server_other.scalar("SELECT datallowconn FROM pg_database WHERE datname = 'app'") == "t"
     return unchanged
 
@@ -337,7 +341,6 @@ def _restore_playbook(args):
 def test_two_restores_of_one_database_never_run_at_once(pg_server_other, repo, production, gnupg_home,
                                                         ansible_runner, tmp_path):
     bin_dir, gate, started = _gated_bin(tmp_path, pg_server_other)
-    before = pg_server_other.table_checksums("app")
     args = _swap_args(pg_server_other, repo[0], gnupg_home, pg_bin_dir=str(bin_dir))
     first = ansible_runner.start_playbook(_restore_playbook(args), extra_vars={"dbdr_args": args})
     try:
@@ -346,7 +349,7 @@ def test_two_restores_of_one_database_never_run_at_once(pg_server_other, repo, p
         assert second["stage"] == "lock" and "another restore" in second["msg"]
         # The second run changed nothing; the first is restoring into its staging database.
         assert [d for d in pg_server_other.databases() if d.startswith("dbdr_staging_")]
-        assert pg_server_other.table_checksums("app") == before
+        production(staging_left=True)
         gate.touch()
         first.wait(timeout=300)
     finally:
@@ -358,7 +361,9 @@ def test_two_restores_of_one_database_never_run_at_once(pg_server_other, repo, p
 def test_killed_restore_leaves_production_and_the_next_run_cleans_up(pg_server_other, repo, production,
                                                                      gnupg_home, ansible_runner, tmp_path):
     bin_dir, gate, started = _gated_bin(tmp_path, pg_server_other)
-    args = _swap_args(pg_server_other, repo[0], gnupg_home, pg_bin_dir=str(bin_dir))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    args = _swap_args(pg_server_other, repo[0], gnupg_home, pg_bin_dir=str(bin_dir), jobs=2, tmp_dir=str(scratch))
     run = ansible_runner.start_playbook(_restore_playbook(args), extra_vars={"dbdr_args": args})
     try:
         _wait(started.exists, "the restore to reach pg_restore", run)
@@ -378,10 +383,12 @@ def test_killed_restore_leaves_production_and_the_next_run_cleans_up(pg_server_o
         if run.poll() is None:
             run.kill()
     assert pg_server_other.db_exists(staging[0])
-    assert pg_server_other.table_checksums("app") is not None
-    result = run_restore(ansible_runner, _swap_args(pg_server_other, repo[0], gnupg_home))
-    assert result["leftovers_removed"] == staging
-    assert not pg_server_other.db_exists(staging[0])
+    left = [str(p) for p in scratch.iterdir()]
+    assert len(left) == 1 and list(Path(left[0]).rglob("dump.pgdump")), "the killed run's local copy"
+    production(staging_left=True)
+    result = run_restore(ansible_runner, _swap_args(pg_server_other, repo[0], gnupg_home, tmp_dir=str(scratch)))
+    assert sorted(result["leftovers_removed"]) == sorted(staging + left)
+    assert not pg_server_other.db_exists(staging[0]) and list(scratch.iterdir()) == []
 
 
 def test_pruning_never_drops_a_copy_put_back_into_service(pg_server_other, repo, production, gnupg_home,

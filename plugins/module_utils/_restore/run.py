@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -241,6 +242,33 @@ def _remove_leftovers(plan, result):
             result.leftovers_removed.append(name)
 
 
+SCRATCH_PREFIX = "dbdr-restore-"
+_SCRATCH_RE = re.compile(r"^%s([0-9]+)-" % re.escape(SCRATCH_PREFIX))
+
+
+def _remove_stale_scratch(tmp_dir, result):
+    """Local copies a killed restore left (they can be as big as the database): removed when
+    the process that made them is gone."""
+    base = tmp_dir or tempfile.gettempdir()
+    try:
+        entries = os.listdir(base)
+    except OSError:
+        return
+    for name in entries:
+        match = _SCRATCH_RE.match(name)
+        if not match:
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+            continue   # still running (or the pid was reused): not ours to judge
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue
+        shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+        result.leftovers_removed.append(os.path.join(base, name))
+
+
 def _safety_backup(plan, result):
     if plan.safety_plan is None:
         return
@@ -382,7 +410,8 @@ def run_restore(plan):
         for name in sorted(set(t.target for t in plan.targets)) or ["<globals>"]:
             _db.lock_target(plan.conn, name)
         _remove_leftovers(plan, result)
-        work_dir = tempfile.mkdtemp(prefix="dbdr-restore-", dir=plan.request.tmp_dir)
+        _remove_stale_scratch(plan.request.tmp_dir, result)
+        work_dir = tempfile.mkdtemp(prefix="%s%d-" % (SCRATCH_PREFIX, os.getpid()), dir=plan.request.tmp_dir)
         with _pg.password_file(plan.request.connection) as passfile:
             _run(plan, work_dir, passfile, state, result)
     except BaseException as exc:
