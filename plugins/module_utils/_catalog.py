@@ -17,22 +17,43 @@ from ansible_collections.dbdr.backup.plugins.module_utils._layout import (
     BACKUP_ID_RE, MANIFEST_NAME, backup_id_time, backups_prefix, manifest_key, validate_backup_id)
 from ansible_collections.dbdr.backup.plugins.module_utils._manifest import Manifest
 
-_OFFSET_RE = re.compile(r"(Z|[+-][0-9]{2}:?[0-9]{2})$")
+_TIMESTAMP_RE = re.compile(
+    r"^(\d{4})-?(\d{2})-?(\d{2})[T ](\d{2}):?(\d{2})(?::?(\d{2})(?:[.,](\d{1,9}))?)?"
+    r"\s*(Z|[+-]\d{2}(?::?\d{2})?)$", re.I)
 
 
 def parse_timestamp(text, option="before"):
-    """An ISO 8601 timestamp that must carry its offset: a bare local time is ambiguous."""
+    """An ISO 8601 timestamp that must carry its offset (a bare local time is ambiguous):
+    2026-11-20T03:00:00+00:00, ...Z, +0000, fractions, or the backup-id form 20261120T030000Z."""
     text = str(text).strip()
-    if not _OFFSET_RE.search(text):
-        raise InputError("%s %r has no UTC offset; write it like 2026-11-20T03:00:00+00:00" % (option, text))
-    normalized = text[:-1] + "+00:00" if text.endswith("Z") else text
-    try:
-        moment = datetime.datetime.fromisoformat(normalized)
-    except ValueError:
+    match = _TIMESTAMP_RE.match(text)
+    if not match:
+        if re.match(r"^\d{4}-?\d{2}-?\d{2}[T ]\d{2}:?\d{2}(:?\d{2}([.,]\d+)?)?$", text):
+            raise InputError("%s %r has no UTC offset; write it like 2026-11-20T03:00:00+00:00" % (option, text))
         raise InputError("%s %r is not an ISO 8601 timestamp (like 2026-11-20T03:00:00+00:00)" % (option, text))
-    if moment.tzinfo is None:
-        raise InputError("%s %r has no UTC offset" % (option, text))
-    return moment.astimezone(datetime.timezone.utc)
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    try:
+        moment = datetime.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0),
+                                   int((fraction or "0")[:6].ljust(6, "0")))
+    except ValueError as exc:
+        raise InputError("%s %r is not a valid time: %s" % (option, text, exc))
+    if offset.upper() == "Z":
+        delta = datetime.timedelta(0)
+    else:
+        digits = offset[1:].replace(":", "")
+        delta = datetime.timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
+        if offset[0] == "-":
+            delta = -delta
+    return moment.replace(tzinfo=datetime.timezone(delta)).astimezone(datetime.timezone.utc)
+
+
+def data_time(manifest):
+    """When the backup's data was taken: the latest snapshot of its databases (recorded since
+    0.1.0), else its finish time, which is never earlier."""
+    moments = [d.snapshot_at for d in manifest.databases]
+    if moments and all(moments):
+        return max(parse_timestamp(m, "snapshot_at") for m in moments)
+    return parse_timestamp(manifest.finished_at, "finished_at")
 
 
 def backup_ids(repository, cluster):
@@ -61,8 +82,8 @@ def load_manifest(repository, cluster, backup_id):
 
 
 def choose_backup(repository, cluster, backup_id="latest", before=None, suitable=None):
-    """The backup to use: an explicit id, or the newest complete one (at or before `before`,
-    by the moment its snapshot was taken) that `suitable(manifest)` accepts.
+    """The backup to use: an explicit id, or the newest complete one (whose data was all taken
+    at or before `before`) that `suitable(manifest)` accepts.
 
     `suitable` returns None when a manifest fits, else the reason it does not. A newest
     backup whose manifest cannot be read stops the choice instead of silently falling back
@@ -83,6 +104,8 @@ def choose_backup(repository, cluster, backup_id="latest", before=None, suitable
     for candidate in reversed(candidates):
         manifest = load_manifest(repository, cluster, candidate)
         reason = suitable(manifest) if suitable else None
+        if reason is None and limit is not None and data_time(manifest) > limit:
+            reason = "its data was taken at %s, after %s" % (data_time(manifest).isoformat(), limit.isoformat())
         if reason is None:
             return manifest, skipped
         skipped.append((candidate, reason))

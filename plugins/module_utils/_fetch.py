@@ -21,6 +21,9 @@ from ansible_collections.dbdr.backup.plugins.module_utils._layout import object_
 from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import CHUNK_SIZE, Stage, clean_env, run_from_reader
 
 
+_DECODERS = ("gpg decrypt", "zstd -d", "gzip -d", "tar", "cat")
+
+
 class ObjectSource:
     """One object of a backup and what it takes to read it back."""
 
@@ -68,18 +71,22 @@ class ObjectSource:
         """Stream the object through gpg, the decompressor and `consumers`; then check its
         size and SHA-256. A failing stage is diagnosed: a corrupt object is named as such,
         not reported as whatever error gpg or zstd printed about it."""
-        stages = self.decode_stages() + list(consumers)
-        if not stages:
-            stages = [Stage("cat", ["cat"], env=clean_env())]
         reader = self.repository.open_read(self.key)
+        stages = []
         try:
+            stages = self.decode_stages() + list(consumers)
+            if not stages:
+                stages = [Stage("cat", ["cat"], env=clean_env())]
             try:
                 size, sha = run_from_reader(reader, stages, stdout=stdout, consume=consume)
             finally:
                 for stage in stages:
                     _gpg.release_stage_fds(stage)
         except StageError as exc:
-            self._diagnose()
+            if exc.stage in _DECODERS:
+                # Only a decoder's failure can mean a damaged object; a consumer's (pg_restore,
+                # a full disk) says nothing about it and is not worth a second download.
+                self._diagnose()
             if exc.stage == "gpg decrypt":
                 # The object is intact (checked just now): the key or its passphrase is the problem.
                 raise StageError("could not decrypt %s with the keyring %s: %s. Check that the private key is there "

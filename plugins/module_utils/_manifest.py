@@ -49,7 +49,9 @@ class StoredObjectRecord:
 class DatabaseRecord:
     """A database in a logical backup: its real name, its object and its tables' row counts."""
 
-    def __init__(self, name, object_name, size_bytes=None, tables=None, duration_seconds=None, properties=None):
+    def __init__(self, name, object_name, size_bytes=None, tables=None, duration_seconds=None, properties=None,
+                 snapshot_at=None):
+        self.snapshot_at = snapshot_at      # when the dump's snapshot was taken (UTC ISO 8601)
         self.name = name
         self.object_name = object_name
         self.size_bytes = size_bytes
@@ -65,6 +67,8 @@ class DatabaseRecord:
                 "tables": [{"schema": s, "name": n, "rows": r} for s, n, r in self.tables]}
         if self.properties is not None:
             data["properties"] = self.properties
+        if self.snapshot_at is not None:
+            data["snapshot_at"] = self.snapshot_at
         return data
 
     @classmethod
@@ -73,7 +77,7 @@ class DatabaseRecord:
             raise InputError("manifest has a database entry without name or object")
         tables = [(t["schema"], t["name"], t.get("rows")) for t in data.get("tables", [])]
         return cls(data["name"], data["object"], data.get("size_bytes"), tables, data.get("duration_seconds"),
-                   data.get("properties"))
+                   data.get("properties"), data.get("snapshot_at"))
 
 
 class Manifest:

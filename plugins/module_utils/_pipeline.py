@@ -14,6 +14,7 @@ __metaclass__ = type
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -185,7 +186,7 @@ class Pipeline:
                 causes = [i for i in failed if not _broken_pipe(codes[i], self.stderr_of(i))]
                 i = causes[0] if causes else failed[-1]
                 stage = self.stages[i]
-                detail = self.stderr_of(i)
+                detail = redact(self.stderr_of(i))
                 raise StageError(
                     "%s exited with status %s%s" % (stage.name, codes[i], (": " + detail) if detail else ""),
                     stage=stage.name)
@@ -193,6 +194,15 @@ class Pipeline:
             self._close()
             self.finished = True
         return codes
+
+
+_ROW_DATA_RE = re.compile(r"^\s*(CONTEXT|DETAIL):.*$", re.M)
+
+
+def redact(text):
+    """A tool's stderr without the CONTEXT/DETAIL lines where PostgreSQL quotes row values:
+    messages go to task results and audit records, which are not encrypted."""
+    return _ROW_DATA_RE.sub(r"\1: (omitted: may quote row data)", text)
 
 
 def _broken_pipe(code, stderr):
@@ -280,7 +290,7 @@ def run_checked(stage, input_bytes=None, timeout=None):
     except subprocess.TimeoutExpired:
         raise StageError("%s did not finish within %s seconds" % (stage.name, timeout), stage=stage.name)
     if proc.returncode != 0:
-        detail = proc.stderr.decode("utf-8", "replace").strip()[-_STDERR_TAIL:]
+        detail = redact(proc.stderr.decode("utf-8", "replace").strip()[-_STDERR_TAIL:])
         raise StageError("%s exited with status %s%s" % (stage.name, proc.returncode, (": " + detail) if detail else ""),
                          stage=stage.name)
     return proc.stdout

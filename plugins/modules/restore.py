@@ -41,8 +41,8 @@ options:
     default: latest
   before:
     description:
-      - Use the newest complete backup whose snapshot was taken at or before this time, an ISO 8601 timestamp with
-        an explicit offset such as V(2026-11-20T03:00:00+00:00).
+      - Use the newest complete backup whose data was taken at or before this time (the snapshot of every database
+        in it), an ISO 8601 timestamp with an explicit offset such as V(2026-11-20T03:00:00+00:00) or V(...Z).
       - Mutually exclusive with an explicit O(backup_id).
     type: str
   databases:
@@ -83,7 +83,9 @@ options:
     description:
       - Parallel C(pg_restore) jobs. Above 1, each dump is decrypted and decompressed once into a private local
         file under O(tmp_dir) (C(pg_restore --jobs) needs a seekable file), removed afterwards in every case;
-        with 1, dumps stream from the repository into C(pg_restore) without a local copy.
+        with 1, dumps stream from the repository into C(pg_restore) without a local copy (they are then read twice:
+        once to verify them, once to restore).
+      - O(mode=tables) always works from a local copy, since it reads the archive out of its order.
     type: int
     default: 1
   safety_backup:
@@ -139,6 +141,8 @@ notes:
     is given, and compressed with O(compression).
   - O(mode=swap) needs room on the server for the staging database next to the live one; the previous database is
     kept until removed with O(keep_pre_restore).
+  - Backups labelled C(purpose=pre-restore) (safety backups) and partial backups (schema only, data only, some
+    tables) are never chosen as V(latest); a partial backup never replaces a whole database.
   - Check mode chooses the backup, checks objects are present with the recorded sizes, the key, tools, server and
     privileges, and returns the plan; it reads no object in full and changes nothing.
 attributes:
@@ -289,8 +293,14 @@ class Interrupted(BaseException):
     """SIGTERM (Ansible timeout, systemd stop): unwind so that the cleanup runs."""
 
 
-def _on_sigterm(signum, frame):
-    raise Interrupted("interrupted by signal %d" % signum)
+_INTERRUPTED = []
+
+
+def _on_signal(signum, frame):
+    # Once: a second signal must not break the cleanup the first one started.
+    if not _INTERRUPTED:
+        _INTERRUPTED.append(signum)
+        raise Interrupted("interrupted by signal %d" % signum)
 
 
 def argument_spec():
@@ -342,7 +352,8 @@ def main():
     if module.params["repository"]["type"] == "s3" and not _s3.HAS_BOTO3:
         module.fail_json(msg=missing_required_lib("boto3"), exception=str(_s3.BOTO3_IMPORT_ERROR))
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, _on_signal)
     plan = None
     try:
         plan = plan_restore(request_from(module.params))
@@ -362,6 +373,8 @@ def main():
             message = "the restored databases are live (the swap completed), but a later step failed: " + message
         module.fail_json(msg=message, stage=exc.stage, plan=plan.to_dict() if plan else None)
     except Interrupted as exc:
+        for warning in getattr(exc, "warnings", []):
+            module.warn(warning)
         if getattr(exc, "swapped", False):
             module.fail_json(msg="restore interrupted after the swap completed (the restored databases are live): %s"
                              % exc, stage="interrupted")

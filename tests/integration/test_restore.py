@@ -193,8 +193,9 @@ def test_before_chooses_newest_backup_at_or_before(pg_server, pg_sample, pg_serv
     first = run_backup(ansible_runner, backup_args(pg_server, repo, gnupg_home, databases=[ODD_DB], globals=False))
     time.sleep(1.1)
     second = run_backup(ansible_runner, backup_args(pg_server, repo, gnupg_home, databases=[ODD_DB], globals=False))
-    i = first["backup_id"]
-    stamp = "%s-%s-%sT%s:%s:%s+00:00" % (i[0:4], i[4:6], i[6:8], i[9:11], i[11:13], i[13:15])
+    # The second backup started after every snapshot of the first one was taken; its own
+    # snapshots come after its start, so `before` its start means the first one.
+    stamp = second["backup_id"]
     args = restore_args(pg_server_other, repo, gnupg_home, databases=[ODD_DB], target_database="odd_copy",
                         mode="new")
     assert run_restore(ansible_runner, dict(args, before=stamp), check=True)["backup_id"] == first["backup_id"]

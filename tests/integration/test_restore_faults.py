@@ -483,3 +483,41 @@ def test_s3_access_denied_on_an_object_changes_nothing(pg_server_other, producti
         result = run_restore(ansible_runner, _swap_args(pg_server_other, repository, gnupg_home), expect_rc=2)
     assert result["stage"] == "storage" and "access denied" in result["msg"].lower()
     production()
+
+
+def test_a_partial_backup_never_replaces_a_whole_database(pg_server, pg_sample, pg_server_other, production,
+                                                          gnupg_home, ansible_runner, tmp_path):
+    repository = {"type": "local", "path": str(tmp_path / "partial-repo")}
+    full = run_backup(ansible_runner, backup_args(pg_server, repository, gnupg_home, databases=["app"],
+                                                  globals=False))
+    time.sleep(1.1)
+    schema = run_backup(ansible_runner, backup_args(pg_server, repository, gnupg_home, databases=["app"],
+                                                    globals=False, schema_only=True))
+    args = _swap_args(pg_server_other, repository, gnupg_home)
+    # latest passes over the newer schema-only backup, and says so.
+    plan = run_restore(ansible_runner, args, check=True)
+    assert plan["backup_id"] == full["backup_id"]
+    assert plan["plan"]["skipped_backups"][0]["backup_id"] == schema["backup_id"]
+    assert "schema only" in plan["plan"]["skipped_backups"][0]["reason"]
+    refused = run_restore(ansible_runner, dict(args, backup_id=schema["backup_id"]), expect_rc=2)
+    assert refused["stage"] == "validate" and "partial backup (schema only)" in refused["msg"]
+    production()
+
+
+def test_a_database_a_killed_restore_closed_is_reopened(pg_server_other, repo, production, gnupg_home,
+                                                        ansible_runner):
+    marker = 'dbdr.backup:{"comment": null, "kind": "closed_by_restore", "restore_id": "20261123T000000Z"}'
+    pg_server_other.psql("ALTER DATABASE app WITH ALLOW_CONNECTIONS false; COMMENT ON DATABASE app IS %s"
+                         % harness.quote_literal(marker))
+    result = run_restore(ansible_runner, _swap_args(pg_server_other, repo[0], gnupg_home), check=True)
+    assert result["plan"]["databases"][0]["mode"] == "swap"
+    result = run_restore(ansible_runner, _swap_args(pg_server_other, repo[0], gnupg_home))
+    assert pg_server_other.scalar("SELECT datallowconn FROM pg_database WHERE datname = 'app'") == "t"
+    assert result["databases"][0]["previous_database"]
+    # A database closed by someone else is not touched, and the message says how to reopen it.
+    pg_server_other.psql("ALTER DATABASE app WITH ALLOW_CONNECTIONS false")
+    try:
+        refused = run_restore(ansible_runner, _swap_args(pg_server_other, repo[0], gnupg_home), expect_rc=2)
+        assert "ALLOW_CONNECTIONS true" in refused["msg"]
+    finally:
+        pg_server_other.psql("ALTER DATABASE app WITH ALLOW_CONNECTIONS true")

@@ -156,8 +156,20 @@ def test_plan_globals_skips_existing_roles_and_tablespaces(monkeypatch):
     assert report["roles_created"] == ['odd "role"; x'] and sorted(report["roles_skipped"]) == ["alice", "postgres"]
     assert report["tablespaces_created"] == ["fast"] and report["tablespaces_skipped"] == ["slow"]
     assert not any("alice WITH" in s or "COMMENT ON ROLE alice" in s or "ROLE postgres" in s for s in in_transaction)
-    assert any(s.startswith("GRANT alice TO") for s in in_transaction)
+    # alice -> the odd role: the member is new, so the membership is granted (GRANTED BY kept,
+    # postgres exists); a membership of an existing member would be left as it is.
+    assert any(s.startswith("GRANT alice TO") and "GRANTED BY postgres" in s for s in in_transaction)
+    assert report["memberships_skipped"] == []
     assert tablespaces == ["CREATE TABLESPACE fast OWNER postgres LOCATION '/srv/fast'"]
+
+
+def test_memberships_of_existing_roles_are_left_alone(monkeypatch):
+    existing = {"rolname": {"postgres", "alice", "bob"}, "spcname": set()}
+    monkeypatch.setattr(_globals, "_existing", lambda conn, query: existing[query.split()[1]])
+    text = "GRANT admin TO bob GRANTED BY postgres;\nCREATE ROLE carol;\nGRANT admin TO carol GRANTED BY gone;\n"
+    in_transaction, _tablespaces, report = _globals.plan_globals(None, text)
+    assert report["memberships_skipped"] == ["admin TO bob"]
+    assert in_transaction == ["CREATE ROLE carol", "GRANT admin TO carol"]
 
 
 def test_error_messages_never_show_a_password_verifier():

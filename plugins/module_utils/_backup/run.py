@@ -151,7 +151,7 @@ def _dump_database(plan, db_plan, backup_id, passfile, written, live):
     tmp = counter = None
     try:
         conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
-        snapshot = _pg.fetch_value(conn, "SELECT pg_export_snapshot()")
+        snapshot, snapshot_at = _pg.fetch_all(conn, "SELECT pg_export_snapshot(), clock_timestamp()")[0]
         tables = [] if request.schema_only else _tables_to_count(_pg.user_relations(conn), db_plan)
         if plan.server.in_recovery and tables:
             # On a standby pg_dump leaves out unlogged tables' data (it cannot read it); so do we.
@@ -185,7 +185,7 @@ def _dump_database(plan, db_plan, backup_id, passfile, written, live):
             shutil.rmtree(tmp, ignore_errors=True)
     record = StoredObjectRecord(db_plan.object_name, "database", size, sha, database=db_plan.name)
     database = DatabaseRecord(db_plan.name, db_plan.object_name, db_plan.size_bytes, counter.counts,
-                              round(time.monotonic() - started, 3), db_plan.properties)
+                              round(time.monotonic() - started, 3), db_plan.properties, isoformat(snapshot_at))
     return record, database
 
 

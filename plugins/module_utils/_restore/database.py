@@ -70,12 +70,34 @@ def execute(conn, statement, args=None, step="restore"):
 
 # --- locks --------------------------------------------------------------------------------
 
-def lock_target(conn, name):
-    """A session-level advisory lock per target database name: two restores of one database
-    never run at once; the lock dies with the connection if the run is killed."""
-    key = zlib.crc32(name.encode("utf-8")) - 2 ** 31
-    if not _pg.fetch_value(conn, "SELECT pg_try_advisory_lock(%s, %s)", (_LOCK_CLASS, key)):
-        raise LockedError("another restore of database %r on this server is running (advisory lock held)" % (name,))
+class TargetLocks:
+    """Session-level advisory locks, one per target database name: two restores of one database
+    never run at once, and a lock dies with its connection when a run is killed.
+
+    Advisory locks belong to the database a session is connected to, so each lock is taken on
+    a connection to the same fixed database whatever login_db a run uses: `postgres`, or
+    `template1` for a restore of `postgres` itself (which must not be connected to)."""
+
+    def __init__(self, params):
+        self.params = params
+        self.conns = []
+
+    def take(self, name):
+        lock_db = "template1" if name == "postgres" else "postgres"
+        conn = _pg.connect(self.params, lock_db)
+        self.conns.append(conn)
+        key = zlib.crc32(name.encode("utf-8")) - 2 ** 31
+        if not _pg.fetch_value(conn, "SELECT pg_try_advisory_lock(%s, %s)", (_LOCK_CLASS, key)):
+            raise LockedError("another restore of database %r on this server is running (advisory lock held)"
+                              % (name,))
+
+    def release(self):
+        for conn in self.conns:
+            try:
+                conn.close()
+            except Exception:  # pylint: disable=broad-except
+                pass
+        self.conns = []
 
 
 # --- markers -------------------------------------------------------------------------------
@@ -84,14 +106,25 @@ def marker_text(marker):
     return MARKER_PREFIX + json.dumps(marker, sort_keys=True, ensure_ascii=False)
 
 
+def parse_marker(comment):
+    """The marker dict of a comment written by marker_text(), else None."""
+    if not comment or not comment.startswith(MARKER_PREFIX):
+        return None
+    try:
+        marker = json.loads(comment[len(MARKER_PREFIX):])
+    except ValueError:
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
 def user_comment(comment):
     """A database's own comment: the one a marker kept, if the comment is one of our markers
     (a pre-restore copy put back into service by hand still carries its marker)."""
+    marker = parse_marker(comment)
+    if marker is not None:
+        return marker.get("comment")
     if comment and comment.startswith(MARKER_PREFIX):
-        try:
-            return json.loads(comment[len(MARKER_PREFIX):]).get("comment")
-        except (ValueError, AttributeError):
-            return None
+        return None
     return comment
 
 
@@ -110,11 +143,8 @@ def marked_databases(conn, kind):
                          (MARKER_PREFIX + "%",))
     out = []
     for name, comment in rows:
-        try:
-            marker = json.loads(comment[len(MARKER_PREFIX):])
-        except ValueError:
-            continue
-        if isinstance(marker, dict) and marker.get("kind") == kind:
+        marker = parse_marker(comment)
+        if marker is not None and marker.get("kind") == kind:
             out.append((name, marker))
     return out
 
@@ -125,10 +155,11 @@ def _create_statement(conn, name, props, server):
     parts = ["CREATE DATABASE %s TEMPLATE template0" % ident(name)]
     if props.get("encoding"):
         parts.append("ENCODING %s" % literal(conn, props["encoding"]))
-    if props.get("locale_provider") == "icu" and server.version_num >= 150000 and props.get("icu_locale"):
-        parts.append("LOCALE_PROVIDER icu")
-        parts.append("%s %s" % ("LOCALE" if server.version_num >= 170000 else "ICU_LOCALE",
-                                literal(conn, props["icu_locale"])))
+    provider = props.get("locale_provider")
+    if provider == "icu" and server.version_num >= 150000 and props.get("icu_locale"):
+        parts.append("LOCALE_PROVIDER icu ICU_LOCALE %s" % literal(conn, props["icu_locale"]))
+    elif provider == "builtin" and server.version_num >= 170000 and props.get("icu_locale"):
+        parts.append("LOCALE_PROVIDER builtin BUILTIN_LOCALE %s" % literal(conn, props["icu_locale"]))
     if props.get("lc_collate"):
         parts.append("LC_COLLATE %s" % literal(conn, props["lc_collate"]))
     if props.get("lc_ctype"):
@@ -152,7 +183,7 @@ def drop(conn, name, step="cleanup"):
     return True
 
 
-def apply_properties(conn, name, props, warnings):
+def apply_properties(conn, name, props, warnings, connect):
     """Owner, grants, connection limit, comment and settings of the original database.
 
     Missing roles (globals not restored on this server) are reported, not fatal: the data is
@@ -182,24 +213,39 @@ def apply_properties(conn, name, props, warnings):
     limit = props.get("connection_limit")
     if limit is not None and int(limit) != -1:
         execute(conn, "ALTER DATABASE %s WITH CONNECTION LIMIT %d" % (ident(name), int(limit)), step="database properties")
-    for entry in props.get("settings") or []:
-        role = entry.get("role")
-        if role and not role_exists(conn, role):
-            warnings.append("database %r: settings of missing role %r not applied" % (name, role))
-            continue
-        for item in entry.get("config") or []:
+    settings = [(entry.get("role"), item) for entry in props.get("settings") or [] for item in entry.get("config") or []]
+    if settings:
+        _apply_settings(name, settings, warnings, connect)
+
+
+def _apply_settings(name, settings, warnings, connect):
+    """ALTER DATABASE / ALTER ROLE IN DATABASE ... SET, each in its own transaction on a
+    connection of its own: set_config(..., true) parses the stored text exactly as the server
+    stored it (lists and quoting included) and lasts until the transaction ends, and
+    FROM CURRENT records that value. A setting such as default_transaction_read_only or role
+    therefore never leaks into the session that does the rest of the restore."""
+    conn = connect()
+    try:
+        conn.autocommit = False
+        for role, item in settings:
             setting, _sep, value = item.partition("=")
+            if role and not role_exists(conn, role):
+                conn.rollback()
+                warnings.append("database %r: setting %s of missing role %r not applied" % (name, setting, role))
+                continue
             target = ("ALTER ROLE %s IN DATABASE %s" % (ident(role), ident(name))) if role else \
                 ("ALTER DATABASE %s" % ident(name))
-            # set_config() parses the stored text exactly as the server stored it (lists and
-            # quoting included); FROM CURRENT then records that value for the database.
             try:
                 with conn.cursor() as cur:
-                    cur.execute("SELECT set_config(%s, %s, false)", (setting, value))
+                    cur.execute("SELECT set_config(%s, %s, true)", (setting, value))
                     cur.execute("%s SET %s FROM CURRENT" % (target, ident(setting)))
-                    cur.execute("RESET %s" % ident(setting))
+                conn.commit()
             except _pg.psycopg2.Error as exc:
-                warnings.append("database %r: setting %s not applied: %s" % (name, item, str(exc).strip().splitlines()[0]))
+                conn.rollback()
+                warnings.append("database %r: setting %s not applied: %s"
+                                % (name, setting, (str(exc).strip().splitlines() or ["?"])[0]))
+    finally:
+        conn.close()
 
 
 # --- sessions and the swap -------------------------------------------------------------------
@@ -225,25 +271,39 @@ def terminate_sessions(conn, name, timeout, step="terminate sessions"):
 
 
 def allow_connections(conn, name, allowed, step="swap"):
-    execute(conn, "ALTER DATABASE %s WITH ALLOW_CONNECTIONS %s" % (ident(name), "true" if allowed else "false"),
-            step=step)
+    execute(conn, allow_statement(name, allowed), step=step)
 
 
-def rename_all(conn, renames, comments, step="swap"):
-    """Every rename in one transaction: all happen or none (ALTER DATABASE RENAME is
-    transactional), so no database name is ever missing. The comments (markers) change in
-    the same transaction: a database is never live while still marked as staging."""
+def in_one_transaction(conn, statements, step="swap"):
+    """Run the statements in one transaction: all happen or none. Renames of databases are
+    transactional, so a swap done this way never leaves a name missing; comments (markers) and
+    ALLOW_CONNECTIONS change in the same transaction, so a database is never live while still
+    marked as staging."""
     conn.autocommit = False
     try:
         with conn.cursor() as cur:
-            for old, new in renames:
-                cur.execute("ALTER DATABASE %s RENAME TO %s" % (ident(old), ident(new)))
-            for name, comment in comments:
-                cur.execute(comment_statement(conn, name, comment))
+            for statement in statements:
+                cur.execute(statement)
         conn.commit()
-    except _pg.psycopg2.Error as exc:
-        conn.rollback()
-        raise RestoreStepError("renaming failed, nothing was renamed: %s" % (str(exc).strip().splitlines() or ["?"])[0],
-                               stage=step)
+    except BaseException as exc:
+        try:
+            conn.rollback()
+        except Exception:  # pylint: disable=broad-except
+            pass  # a lost connection: the server rolls the transaction back itself
+        if isinstance(exc, _pg.psycopg2.Error):
+            raise RestoreStepError("nothing was renamed or changed: %s" % (str(exc).strip().splitlines() or ["?"])[0],
+                                   stage=step)
+        raise
     finally:
-        conn.autocommit = True
+        try:
+            conn.autocommit = True
+        except Exception:  # pylint: disable=broad-except
+            pass
+
+
+def rename_statement(old, new):
+    return "ALTER DATABASE %s RENAME TO %s" % (ident(old), ident(new))
+
+
+def allow_statement(name, allowed):
+    return "ALTER DATABASE %s WITH ALLOW_CONNECTIONS %s" % (ident(name), "true" if allowed else "false")

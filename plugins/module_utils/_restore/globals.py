@@ -19,6 +19,8 @@ _TABLESPACE_STATEMENT = re.compile(
     + _IDENT, re.S)
 _CREATE_ROLE = re.compile(r'^CREATE ROLE\s+' + _IDENT + r'\s*$', re.S)
 _CREATE_TABLESPACE = re.compile(r'^CREATE TABLESPACE\s+' + _IDENT, re.S)
+_MEMBERSHIP = re.compile(r'^GRANT\s+' + _IDENT + r'\s+TO\s+' + _IDENT + r'(.*)$', re.S)
+_GRANTED_BY = re.compile(r'\s+GRANTED BY\s+' + _IDENT, re.S)
 
 
 def unquote(name):
@@ -113,7 +115,8 @@ def plan_globals(conn, text):
     dropping every statement about a role or tablespace that already exists."""
     roles = _existing(conn, "SELECT rolname FROM pg_roles")
     tablespaces = _existing(conn, "SELECT spcname FROM pg_tablespace")
-    report = {"roles_created": [], "roles_skipped": [], "tablespaces_created": [], "tablespaces_skipped": []}
+    report = {"roles_created": [], "roles_skipped": [], "tablespaces_created": [], "tablespaces_skipped": [],
+              "memberships_skipped": []}
     in_transaction, tablespace_statements = [], []
     for statement in split_statements(text):
         match = _TABLESPACE_STATEMENT.match(statement)
@@ -126,6 +129,19 @@ def plan_globals(conn, text):
             if _CREATE_TABLESPACE.match(statement):
                 report["tablespaces_created"].append(name)
             tablespace_statements.append(statement)
+            continue
+        match = _MEMBERSHIP.match(statement)
+        if match:
+            role, member = unquote(match.group(1)), unquote(match.group(2))
+            if member in roles:
+                # An existing role keeps the memberships it has now (one revoked since the
+                # backup stays revoked).
+                report["memberships_skipped"].append("%s TO %s" % (role, member))
+                continue
+            grantor = _GRANTED_BY.search(statement)
+            if grantor and unquote(grantor.group(1)) not in roles:
+                statement = _GRANTED_BY.sub("", statement)
+            in_transaction.append(statement)
             continue
         match = _ROLE_STATEMENT.match(statement)
         if match:

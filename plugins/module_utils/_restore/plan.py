@@ -16,7 +16,7 @@ import re
 from ansible_collections.dbdr.backup.plugins.module_utils import _compression, _gpg, _pg
 from ansible_collections.dbdr.backup.plugins.module_utils._backup.plan import BackupRequest, plan_backup
 from ansible_collections.dbdr.backup.plugins.module_utils._catalog import choose_backup
-from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputError
+from ansible_collections.dbdr.backup.plugins.module_utils._errors import DbdrError, InputError
 from ansible_collections.dbdr.backup.plugins.module_utils._fetch import ObjectSource
 from ansible_collections.dbdr.backup.plugins.module_utils._layout import backups_prefix, validate_cluster
 from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import check_scratch_space
@@ -116,6 +116,7 @@ class RestorePlan:
         self.globals_source = globals_source
         self.safety_plan = safety_plan
         self.warnings = warnings
+        self.plan_safety_later = False
         self.conn = None           # the maintenance connection while running
         self.restore_id = None
 
@@ -147,6 +148,10 @@ class RestorePlan:
             steps.append("run %s" % ", ".join(request.post_restore_sql))
         if request.analyze:
             steps.append("ANALYZE")
+        if self.plan_safety_later:
+            steps.append("allow connections to %s again (closed by a restore that was killed), then take a safety "
+                         "backup of it" % ", ".join(repr(t.target) for t in self.targets
+                                                    if not (t.live_properties or {}).get("allow_connections", True)))
         if self.safety_plan is not None:
             steps.append("take a safety backup (label purpose=pre-restore) of %s into %s"
                          % (", ".join(repr(d.name) for d in self.safety_plan.databases), self.safety_plan.destination))
@@ -204,6 +209,9 @@ def _validate_request(request):
         raise InputError("jobs must be between 1 and 64")
     if request.keep_pre_restore is not None and request.keep_pre_restore < 0:
         raise InputError("keep_pre_restore must be 0 or more")
+    if request.keep_pre_restore == 0 and not request.safety_backup and request.mode in ("auto", "swap"):
+        raise InputError("keep_pre_restore: 0 with safety_backup: false would leave no way back to the replaced "
+                         "database; keep at least one copy or take the safety backup")
     if request.terminate_timeout < 1:
         raise InputError("terminate_timeout must be at least 1 second")
     for path in request.post_restore_sql:
@@ -228,8 +236,28 @@ def _suitability(request):
         missing = [d for d in request.databases if d not in names]
         if missing:
             return "it does not hold database%s %s" % ("s" if len(missing) > 1 else "", ", ".join(repr(m) for m in missing))
+        partial = _partial(manifest)
+        if partial and request.mode == "tables" and "schema only" not in partial:
+            return None   # the chosen tables are checked against what it holds
+        if partial and (request.backup_id == "latest" or request.mode != "new"):
+            # A whole database must never be replaced by a backup that holds only part of it.
+            return "a partial backup (%s)%s" % (partial, "; restore it with mode new" if request.mode != "new" else "")
         return None
     return suitable
+
+
+def _partial(manifest):
+    dump = manifest.dump or {}
+    parts = []
+    if dump.get("schema_only"):
+        parts.append("schema only")
+    if dump.get("data_only"):
+        parts.append("data only")
+    if dump.get("tables"):
+        parts.append("only tables %s" % ", ".join(dump["tables"]))
+    if dump.get("exclude_tables"):
+        parts.append("without tables %s" % ", ".join(dump["exclude_tables"]))
+    return ", ".join(parts)
 
 
 def _passphrase(spec):
@@ -337,8 +365,11 @@ def _target_for(request, conn, record, source, server):
         raise InputError("database %r does not exist on %s; use mode new to create it"
                          % (target, request.connection.describe()))
     if mode == "swap" and not live.get("allow_connections", True):
-        raise InputError("database %r does not allow connections (datallowconn false): is another restore or "
-                         "maintenance in progress?" % (target,))
+        marker = _db.parse_marker(live.get("comment"))
+        if (marker or {}).get("kind") != "closed_by_restore":
+            raise InputError("database %r does not allow connections (datallowconn false): is maintenance in "
+                             "progress? If not, run ALTER DATABASE ... WITH ALLOW_CONNECTIONS true first" % (target,))
+        # Closed by a restore that was killed: this run reopens it under the lock, then goes on.
     tables = []
     if mode == "tables":
         dbconn = _connect(request, target)
@@ -398,7 +429,11 @@ def _safety_plan(request, plan_targets, manifest, gnupghome):
         pg_bin_dir=request.pg_bin_dir, tmp_dir=request.tmp_dir,
         # A session holding an exclusive lock must fail the restore cleanly, not hang it.
         lock_wait_timeout=request.terminate_timeout)
-    return plan_backup(backup_request)
+    try:
+        return plan_backup(backup_request)
+    except DbdrError as exc:
+        hint = " (encryption.recipients chooses the keys it is encrypted to)" if exc.stage == "encryption" else ""
+        raise exc.__class__("safety backup: %s%s" % (exc.message, hint), stage=exc.stage)
 
 
 def plan_restore(request):
@@ -406,7 +441,8 @@ def plan_restore(request):
     if not _pg.HAS_PSYCOPG2:
         raise InputError("psycopg2 is required on the database host (pip install psycopg2-binary)")
     repository = open_repository(request.repository)
-    repository.check_access()
+    # Reading is enough for a restore (a safety backup checks write access when it is planned).
+    repository.check_readable()
     manifest, skipped = choose_backup(repository, request.cluster, request.backup_id, request.before,
                                       _suitability(request))
     warnings = []
@@ -452,6 +488,19 @@ def plan_restore(request):
                     raise InputError("two databases would be restored as %r" % target.target)
                 seen.add(target.target)
                 targets.append(target)
+            previous = [_db.pre_restore_name(t.target, "20000101T000000Z") for t in targets if t.mode == "swap"]
+            if len(set(previous)) != len(previous):
+                raise InputError("the pre-restore copies of two databases would get the same (shortened) name; "
+                                 "restore them one at a time")
+            for t in targets:
+                if t.mode == "swap":
+                    subscriptions = _pg.fetch_value(conn, "SELECT count(*) FROM pg_subscription s JOIN pg_database d "
+                                                          "ON d.oid = s.subdbid WHERE d.datname = %s", (t.target,))
+                    if subscriptions:
+                        warnings.append(
+                            "database %r has %d logical replication subscription(s): its pre-restore copy stays "
+                            "closed to connections so that they stop applying there, and the restored database's "
+                            "subscriptions are disabled until you enable them" % (t.target, subscriptions))
         _privileges(conn, request, server, targets, request.mode)
     finally:
         conn.close()
@@ -465,17 +514,25 @@ def plan_restore(request):
     tools, _dump_major = _tools(request, manifest, server, needs)
     scratch = 0
     for t in targets:
-        if t.mode == "tables":
-            if directory_format:
-                t.materialize = True
-        else:
-            t.materialize = directory_format or request.jobs > 1
+        # Table restores read the archive out of its order (foreign keys first): a local copy.
+        t.materialize = t.mode == "tables" or directory_format or request.jobs > 1
         if t.materialize:
             scratch += (t.record.size_bytes or t.source.record.size * 4) // 2
     if scratch:
         check_scratch_space(request.tmp_dir, scratch, "the parallel restore decrypts and decompresses the dump%s"
                             % ("s" if len(targets) > 1 else ""),
                             "set tmp_dir to a larger file system, or jobs: 1 to stream without a local copy")
-    safety = _safety_plan(request, targets, manifest, gnupghome)
-    return RestorePlan(request, repository, manifest, skipped, server, tools, gnupghome, passphrase, targets,
+    reopen = [t.target for t in targets if t.mode == "swap" and not t.live_properties.get("allow_connections", True)]
+    # A database a killed restore closed is reopened under the lock first; its safety backup
+    # can only be planned then.
+    safety = None if reopen else _safety_plan(request, targets, manifest, gnupghome)
+    plan = RestorePlan(request, repository, manifest, skipped, server, tools, gnupghome, passphrase, targets,
                        globals_source, safety, warnings)
+    plan.plan_safety_later = bool(reopen) and request.safety_backup
+    return plan
+
+
+def plan_deferred_safety_backup(plan):
+    if plan.plan_safety_later:
+        plan.safety_plan = _safety_plan(plan.request, plan.targets, plan.manifest, plan.gnupghome)
+        plan.plan_safety_later = False

@@ -13,10 +13,10 @@ leaves production as it was; the transaction itself either renames everything or
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import fcntl
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 
@@ -27,10 +27,11 @@ from ansible_collections.dbdr.backup.plugins.module_utils._audit import write_au
 from ansible_collections.dbdr.backup.plugins.module_utils._backup.run import run_backup
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import DbdrError, IntegrityError, StageError
 from ansible_collections.dbdr.backup.plugins.module_utils._layout import backup_id_for, isoformat, utc_now
-from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import Pipeline, Stage, clean_env, run_checked
+from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import Stage, clean_env, run_checked
 from ansible_collections.dbdr.backup.plugins.module_utils._restore import database as _db
 from ansible_collections.dbdr.backup.plugins.module_utils._restore import tables as _tables
 from ansible_collections.dbdr.backup.plugins.module_utils._restore.globals import restore_globals
+from ansible_collections.dbdr.backup.plugins.module_utils._restore.plan import plan_deferred_safety_backup
 
 
 class Timings:
@@ -63,12 +64,15 @@ class RestoreResult:
 
 
 class _State:
-    """What this run created or changed on the server, so that a failure can undo it."""
+    """What this run created or changed on the server, so that a failure can undo it. Each
+    entry is recorded before the action (undoing is idempotent)."""
 
     def __init__(self):
         self.staging = []            # staging databases created by this run
-        self.closed = []             # live databases whose connections this run disallowed
-        self.swapped = False
+        self.closed = []             # (live database, its comment) this run closed to connections
+        self.renaming = False        # the rename transaction was sent
+        self.swapped = False         # ... and committed: the restored databases are live
+        self.committed = False       # a table-level restore committed
 
 
 def _restore_argv(plan, target, archive):
@@ -104,23 +108,28 @@ def _verify_objects(plan, work_dir, result):
     for target in plan.targets:
         target.archive = _local_copy(plan, target, work_dir) if target.materialize else None
         if target.mode == "tables":
-            target.listing = _tables.verify_and_list(target.source, plan.tools["pg_restore"]["path"], work_dir,
-                                                     target.archive)
+            target.listing = _tables.archive_listing(plan.tools["pg_restore"]["path"], target.archive)
         elif target.archive is None:
             target.source.verify()
     result.timings.step("verify", started)
 
 
 def _count_rows(plan, dbname, tables):
-    def count(table):
+    """{(schema, name): rows} counted by `jobs` sessions, each taking a share of the tables."""
+    def count(share):
         conn = _pg.connect(plan.request.connection, dbname)
         try:
-            return table, _pg.count_rows(conn, table[0], table[1])
+            return [((s, n), _pg.count_rows(conn, s, n)) for s, n in share]
         finally:
             conn.close()
-    workers = max(1, min(plan.request.jobs, len(tables)))
+    names = [(s, n) for s, n, _r in tables]
+    workers = max(1, min(plan.request.jobs, len(names)))
+    shares = [names[i::workers] for i in range(workers)]
+    counts = {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return dict(pool.map(count, [(s, n) for s, n, _r in tables]))
+        for part in pool.map(count, shares):
+            counts.update(part)
+    return counts
 
 
 def _compare_rows(target, counts):
@@ -139,20 +148,12 @@ def _compare_rows(target, counts):
     return comparison
 
 
-def _psql(plan, dbname, files, passfile, upstream=(), source=None):
-    """psql running the files ('-' is its stdin) in one transaction; its input comes from
-    `upstream` stages, fed by the backup object `source` when given."""
+def _psql(plan, dbname, files, passfile):
+    """psql running the files in one transaction, stopping at the first error."""
     argv = [plan.tools["psql"]["path"], "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "--single-transaction"]
     for path in files:
         argv.extend(["-f", path])
-    stages = list(upstream) + [Stage("psql", argv, env=plan.request.connection.child_env(dbname, passfile))]
-    if source is not None:
-        source.run(consumers=stages)
-    elif len(stages) > 1:
-        with Pipeline(stages, stdout=subprocess.DEVNULL) as pipe:
-            pipe.finish()
-    else:
-        run_checked(stages[0])
+    run_checked(Stage("psql", argv, env=plan.request.connection.child_env(dbname, passfile)))
 
 
 def _restore_database(plan, target, passfile, state, result, warnings):
@@ -160,10 +161,10 @@ def _restore_database(plan, target, passfile, state, result, warnings):
     conn = plan.conn
     detail = {"database": target.name, "target": target.target, "mode": target.mode, "steps": []}
     started = time.monotonic()
+    state.staging.append(target.staging)
     _db.create_staging(conn, target.staging, target.properties(), plan.server,
                        {"kind": "staging", "target": target.target, "restore_id": plan.restore_id,
                         "backup_id": plan.manifest.backup_id})
-    state.staging.append(target.staging)
     env = request.connection.child_env(target.staging, passfile)
     restore = Stage("pg_restore", _restore_argv(plan, target, target.archive), env=env)
     if target.archive is not None:
@@ -185,11 +186,12 @@ def _restore_database(plan, target, passfile, state, result, warnings):
         run_checked(Stage("vacuumdb", [plan.tools["vacuumdb"]["path"], "--no-password", "--analyze-only", "--quiet",
                                        "--jobs=%d" % max(1, request.jobs), "--dbname=" + target.staging], env=env))
         result.timings.step("analyze %s" % target.name, started)
-    _db.apply_properties(conn, target.staging, target.properties(), warnings)
+    _db.apply_properties(conn, target.staging, target.properties(), warnings,
+                         lambda: _pg.connect(request.connection, target.staging))
     return detail
 
 
-def _restore_tables(plan, target, passfile, work_dir, result):
+def _restore_tables(plan, target, passfile, work_dir, state, result):
     request = plan.request
     started = time.monotonic()
     dbconn = _pg.connect(request.connection, target.target)
@@ -206,17 +208,15 @@ def _restore_tables(plan, target, passfile, work_dir, result):
         fd = os.open(paths[name], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
-    argv = [plan.tools["pg_restore"]["path"], "--data-only", "--use-list=" + paths["list"], "--file=-"]
-    files = [paths["prelude.sql"], "-", paths["postlude.sql"]] + request.post_restore_sql
-    if target.archive is not None:
-        _psql(plan, target.target, files, passfile,
-              upstream=[Stage("pg_restore", argv + [target.archive], env=clean_env())])
-    else:
-        # pg_restore stops reading once the chosen tables are out; `tee -p /dev/null` reads the
-        # object to its end anyway, so that nothing upstream dies of a broken pipe.
-        drain = Stage("tee", ["tee", "-p", "/dev/null"], env=clean_env())
-        _psql(plan, target.target, files, passfile, upstream=[drain, Stage("pg_restore", argv, env=clean_env())],
-              source=target.source)
+    # The chosen tables' rows as SQL in a local file first: psql then runs over complete,
+    # checked input, and production tables are locked only while it loads them.
+    paths["data.sql"] = os.path.join(work_dir, "data.sql")
+    run_checked(Stage("pg_restore", [plan.tools["pg_restore"]["path"], "--data-only", "--use-list=" + paths["list"],
+                                     "--file=" + paths["data.sql"], target.archive], env=clean_env()))
+    os.chmod(paths["data.sql"], 0o600)
+    _psql(plan, target.target, [paths["prelude.sql"], paths["data.sql"], paths["postlude.sql"]] +
+          request.post_restore_sql, passfile)
+    state.committed = True
     result.timings.step("restore tables %s" % target.name, started)
     if request.analyze:
         started = time.monotonic()
@@ -233,40 +233,60 @@ def _restore_tables(plan, target, passfile, work_dir, result):
 
 
 def _remove_leftovers(plan, result):
-    """Staging databases of earlier runs for these targets that were killed before cleaning
-    up. Safe: we hold the targets' advisory locks, so no other restore is using them."""
-    targets = set(t.target for t in plan.targets)
-    for name, marker in _db.marked_databases(plan.conn, "staging"):
-        if marker.get("target") in targets and name.startswith("dbdr_staging_"):
+    """What earlier runs for these targets left when they were killed: staging databases
+    (marked, or named for the target but killed before the marker was set), and live databases
+    they had closed to connections. Safe: we hold the targets' locks."""
+    targets = dict((_db.staging_name(t.target, "x")[-8:], t.target) for t in plan.targets)
+    marked = dict(_db.marked_databases(plan.conn, "staging"))
+    for name in _pg.fetch_all(plan.conn, "SELECT datname FROM pg_database WHERE datname LIKE 'dbdr\\_staging\\_%'"):
+        name = name[0]
+        marker = marked.get(name)
+        if (marker is not None and marker.get("target") in targets.values()) or \
+                (marker is None and _STAGING_RE.match(name) and name[-8:] in targets):
             _db.drop(plan.conn, name)
             result.leftovers_removed.append(name)
+    for name, marker in _db.marked_databases(plan.conn, "closed_by_restore"):
+        if name in targets.values():
+            _db.in_one_transaction(plan.conn, [_db.allow_statement(name, True), _db.comment_statement(
+                plan.conn, name, marker.get("comment"))], step="cleanup")
+            result.warnings.append("database %r had been closed to connections by restore %s, which was killed; "
+                                   "connections are allowed again" % (name, marker.get("restore_id")))
 
 
+_STAGING_RE = re.compile(r"^dbdr_staging_[0-9]{8}t[0-9]{6}z_[0-9a-f]{8}$")
 SCRATCH_PREFIX = "dbdr-restore-"
-_SCRATCH_RE = re.compile(r"^%s([0-9]+)-" % re.escape(SCRATCH_PREFIX))
+
+
+def _scratch_dir(tmp_dir):
+    """A private directory for local copies, flock()ed for as long as this run lives."""
+    work_dir = tempfile.mkdtemp(prefix="%s%d-" % (SCRATCH_PREFIX, os.getpid()), dir=tmp_dir)
+    fd = os.open(os.path.join(work_dir, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return work_dir, fd
 
 
 def _remove_stale_scratch(tmp_dir, result):
     """Local copies a killed restore left (they can be as big as the database): removed when
-    the process that made them is gone."""
+    no running restore holds their lock, on this host or another one sharing the directory."""
     base = tmp_dir or tempfile.gettempdir()
     try:
-        entries = os.listdir(base)
+        entries = [e for e in os.listdir(base) if e.startswith(SCRATCH_PREFIX)]
     except OSError:
         return
     for name in entries:
-        match = _SCRATCH_RE.match(name)
-        if not match:
-            continue
+        path = os.path.join(base, name)
         try:
-            os.kill(int(match.group(1)), 0)
-            continue   # still running (or the pid was reused): not ours to judge
-        except ProcessLookupError:
-            pass
+            fd = os.open(os.path.join(path, ".lock"), os.O_RDWR)
         except OSError:
-            continue
-        shutil.rmtree(os.path.join(base, name), ignore_errors=True)
-        result.leftovers_removed.append(os.path.join(base, name))
+            continue   # not one of ours, or being created right now
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue   # a running restore holds it
+        finally:
+            os.close(fd)
+        shutil.rmtree(path, ignore_errors=True)
+        result.leftovers_removed.append(path)
 
 
 def _safety_backup(plan, result):
@@ -284,40 +304,63 @@ def _safety_backup(plan, result):
 
 
 def _swap(plan, state, result):
-    """End the sessions of the live databases, then rename everything in one transaction."""
+    """Close the staging and live databases to new sessions and end theirs, then rename
+    everything in one transaction."""
     conn = plan.conn
     started = time.monotonic()
     swaps = [t for t in plan.targets if t.mode == "swap"]
     news = [t for t in plan.targets if t.mode == "new"]
+    for target in swaps + news:
+        # A monitoring agent connected to the staging database would make the rename fail.
+        _db.allow_connections(conn, target.staging, False)
+        _db.terminate_sessions(conn, target.staging, plan.request.terminate_timeout)
     for target in swaps:
-        _db.allow_connections(conn, target.target, False)
-        state.closed.append(target.target)
-        result.sessions_terminated += _db.terminate_sessions(conn, target.target, plan.request.terminate_timeout)
-    renames, comments = [], []
-    for target in swaps:
+        comment = _db.user_comment(target.live_properties.get("comment"))
         target.previous = _db.pre_restore_name(target.target, plan.restore_id)
         if _db.exists(conn, target.previous):
             raise StageError("database %r already exists; cannot keep the current %r under that name"
                              % (target.previous, target.target), stage="swap")
-        renames.append((target.target, target.previous))
-        renames.append((target.staging, target.target))
+        state.closed.append((target.target, comment))
+        # Closed with a marker, so that a later run can reopen it if this one is killed now.
+        _db.in_one_transaction(conn, [_db.allow_statement(target.target, False), _db.comment_statement(
+            conn, target.target, _db.marker_text({"kind": "closed_by_restore", "restore_id": plan.restore_id,
+                                                  "comment": comment}))], step="swap")
+        result.sessions_terminated += _db.terminate_sessions(conn, target.target, plan.request.terminate_timeout)
+    statements = []
+    for target in swaps:
         comment = _db.user_comment(target.live_properties.get("comment"))
-        comments.append((target.previous, _db.marker_text({
-            "kind": "pre_restore", "of": target.target, "name": target.previous, "restore_id": plan.restore_id,
-            "restored_backup_id": plan.manifest.backup_id, "replaced_at": isoformat(utc_now()),
-            "comment": comment})))
-        comments.append((target.target, comment))
+        statements += [
+            _db.rename_statement(target.target, target.previous),
+            _db.rename_statement(target.staging, target.target),
+            _db.allow_statement(target.target, True),
+            _db.comment_statement(conn, target.target, comment),
+            _db.comment_statement(conn, target.previous, _db.marker_text({
+                "kind": "pre_restore", "of": target.target, "name": target.previous, "restore_id": plan.restore_id,
+                "restored_backup_id": plan.manifest.backup_id, "replaced_at": isoformat(utc_now()),
+                "comment": comment}))]
     for target in news:
-        renames.append((target.staging, target.target))
-        comments.append((target.target, _db.user_comment((target.record.properties or {}).get("comment"))))
-    _db.rename_all(conn, renames, comments)
+        statements += [_db.rename_statement(target.staging, target.target), _db.allow_statement(target.target, True),
+                       _db.comment_statement(conn, target.target,
+                                             _db.user_comment((target.record.properties or {}).get("comment")))]
+    state.renaming = True
+    _db.in_one_transaction(conn, statements)
     state.swapped = True
     state.staging = []
+    state.closed = []
     for target in swaps:
+        if _subscriptions(conn, target.previous):
+            result.warnings.append("%r keeps logical replication subscriptions and stays closed to connections so "
+                                   "that they do not apply changes there; the subscriptions of the restored %r "
+                                   "are disabled until you enable them" % (target.previous, target.target))
+            continue
         # The previous database stays readable for the people who need to look into it.
         _db.allow_connections(conn, target.previous, True)
-        state.closed.remove(target.target)
     result.timings.step("swap", started)
+
+
+def _subscriptions(conn, name):
+    return _pg.fetch_value(conn, "SELECT count(*) FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
+                                 "WHERE d.datname = %s", (name,))
 
 
 def _prune_pre_restore(plan, result):
@@ -342,32 +385,57 @@ def _prune_pre_restore(plan, result):
 
 
 def _undo(plan, state, warnings):
-    """After a failure: drop what this run created, reopen what it closed. Production is as
-    it was (the swap transaction either committed or changed nothing)."""
+    """After a failure before the swap committed: drop what this run created, reopen what it
+    closed. Runs on a new connection (the old one may be what failed), never raises."""
+    backend = getattr(plan, "backend_pid", None)
     try:
-        conn = plan.conn if plan.conn is not None and not plan.conn.closed else _pg.connect(plan.request.connection)
-    except DbdrError as exc:
+        conn = _pg.connect(plan.request.connection)
+    except Exception as exc:  # pylint: disable=broad-except
         for name in state.staging:
             warnings.append("staging database %r could not be dropped (%s); the next restore of the same database "
                             "drops it, or run DROP DATABASE yourself" % (name, exc))
+        for name, _comment in state.closed:
+            warnings.append("database %r is closed to connections and could not be reopened (%s): run ALTER "
+                            "DATABASE ... WITH ALLOW_CONNECTIONS true" % (name, exc))
         return
     try:
-        conn.rollback() if not conn.autocommit else None
+        _db.execute(conn, "SET lock_timeout = '30s'", step="cleanup")
+        if backend:
+            # A session of ours the server still thinks alive would hold its locks.
+            _pg.fetch_all(conn, "SELECT pg_terminate_backend(%s) WHERE %s <> pg_backend_pid()", (backend, backend))
+        for name, comment in list(state.closed):
+            try:
+                _db.in_one_transaction(conn, [_db.allow_statement(name, True), _db.comment_statement(conn, name, comment)],
+                                       step="cleanup")
+            except Exception as exc:  # pylint: disable=broad-except
+                warnings.append("could not allow connections to %r again: %s (ALTER DATABASE ... WITH "
+                                "ALLOW_CONNECTIONS true)" % (name, exc))
+        for name in list(state.staging):
+            try:
+                _db.drop(conn, name)
+            except Exception as exc:  # pylint: disable=broad-except
+                warnings.append("staging database %r could not be dropped (%s); the next restore of the same "
+                                "database drops it" % (name, exc))
+    except Exception as exc:  # pylint: disable=broad-except
+        warnings.append("cleanup after the failure was incomplete: %s" % exc)
+    finally:
+        conn.close()
+
+
+def _swap_committed(plan):
+    """After an error during the rename transaction: did it commit? (The staging names are
+    gone exactly when it did.)"""
+    try:
+        conn = _pg.connect(plan.request.connection)
     except Exception:  # pylint: disable=broad-except
-        pass
-    conn.autocommit = True
-    for name in list(state.closed):
-        try:
-            _db.allow_connections(conn, name, True, step="cleanup")
-        except DbdrError as exc:
-            warnings.append("could not allow connections to %r again: %s (ALTER DATABASE ... ALLOW_CONNECTIONS "
-                            "true)" % (name, exc))
-    for name in list(state.staging):
-        try:
-            _db.drop(conn, name)
-        except DbdrError as exc:
-            warnings.append("staging database %r could not be dropped (%s); the next restore of the same database "
-                            "drops it" % (name, exc))
+        return None
+    try:
+        names = [t.staging for t in plan.targets if t.staging]
+        return not any(_db.exists(conn, name) for name in names)
+    except Exception:  # pylint: disable=broad-except
+        return None
+    finally:
+        conn.close()
 
 
 def _run(plan, work_dir, passfile, state, result):
@@ -388,7 +456,7 @@ def _run(plan, work_dir, passfile, state, result):
     _safety_backup(plan, result)
     for target in plan.targets:
         if target.mode == "tables":
-            result.databases.append(_restore_tables(plan, target, passfile, work_dir, result))
+            result.databases.append(_restore_tables(plan, target, passfile, work_dir, state, result))
     if any(t.mode in ("swap", "new") for t in plan.targets):
         _swap(plan, state, result)
         for detail, target in zip(result.databases, [t for t in plan.targets if t.mode != "tables"]):
@@ -404,33 +472,43 @@ def run_restore(plan):
     result.warnings.extend(plan.warnings)
     state = _State()
     audit = {"plan": plan.to_dict(), "restore_id": plan.restore_id}
-    plan.conn = _pg.connect(plan.request.connection)
-    work_dir = None
+    locks = _db.TargetLocks(plan.request.connection)
+    work_dir = scratch_lock = None
     try:
         for name in sorted(set(t.target for t in plan.targets)) or ["<globals>"]:
-            _db.lock_target(plan.conn, name)
+            locks.take(name)
+        plan.conn = _pg.connect(plan.request.connection)
+        plan.backend_pid = _pg.fetch_value(plan.conn, "SELECT pg_backend_pid()")
         _remove_leftovers(plan, result)
+        plan_deferred_safety_backup(plan)
         _remove_stale_scratch(plan.request.tmp_dir, result)
-        work_dir = tempfile.mkdtemp(prefix="%s%d-" % (SCRATCH_PREFIX, os.getpid()), dir=plan.request.tmp_dir)
+        work_dir, scratch_lock = _scratch_dir(plan.request.tmp_dir)
         with _pg.password_file(plan.request.connection) as passfile:
             _run(plan, work_dir, passfile, state, result)
     except BaseException as exc:
-        exc.swapped = state.swapped
-        if not state.swapped:
+        if state.renaming and not state.swapped and _swap_committed(plan):
+            state.swapped = True
+        exc.swapped = state.swapped or state.committed
+        if not exc.swapped:
             _undo(plan, state, result.warnings)
         audit.update({"error": str(exc) or exc.__class__.__name__, "warnings": result.warnings})
         _audit(plan, started, "failed", audit, result)
-        if isinstance(exc, DbdrError) or not isinstance(exc, Exception):
-            exc.warnings = result.warnings
-            raise
-        raise StageError("unexpected %s: %s" % (exc.__class__.__name__, exc), stage="restore")
+        if not isinstance(exc, DbdrError) and isinstance(exc, Exception):
+            wrapped = StageError("unexpected %s: %s" % (exc.__class__.__name__, exc), stage="restore")
+            wrapped.swapped, wrapped.warnings = exc.swapped, result.warnings
+            raise wrapped
+        exc.warnings = result.warnings
+        raise
     finally:
         if work_dir:
             shutil.rmtree(work_dir, ignore_errors=True)
-        try:
-            plan.conn.close()
-        except Exception:  # pylint: disable=broad-except
-            pass
+            os.close(scratch_lock)
+        if plan.conn is not None:
+            try:
+                plan.conn.close()
+            except Exception:  # pylint: disable=broad-except
+                pass
+        locks.release()
     audit.update({"result": result_dict(result), "warnings": result.warnings})
     _audit(plan, started, "ok", audit, result)
     return result

@@ -4,22 +4,20 @@
 """Table-level restore: replace the rows of some tables of a live database with the backup's,
 in one transaction, leaving every other table untouched.
 
-pg_restore writes the chosen tables' data as SQL (COPY blocks); psql runs it between our
-prelude (lock, disable user triggers, truncate) and postlude (row counts must equal the
-manifest's, triggers back as they were), all under --single-transaction: any error, and
-nothing happened.
+From a verified local copy of the archive, pg_restore writes the chosen tables' data as SQL
+(COPY blocks) into a local file, in foreign-key order; psql runs it between our prelude (lock,
+disable user triggers, truncate) and postlude (row counts must equal the manifest's, triggers
+back as they were), all under --single-transaction: any error, and nothing happened.
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import os
-import subprocess
 import uuid
 
 from ansible_collections.dbdr.backup.plugins.module_utils import _pg
-from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputError, StageError
-from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import CHUNK_SIZE, Stage, clean_env, run_checked
+from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputError
+from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import Stage, clean_env, run_checked
 
 _USER_TRIGGERS = """
 SELECT t.tgname, t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
@@ -75,7 +73,9 @@ def scripts(conn, tables, lock_timeout):
     prelude = ["SET lock_timeout = %s;" % _literal("%ds" % lock_timeout)]
     names = [qualified(s, n) for s, n, _r in tables]
     prelude.append("LOCK TABLE %s IN ACCESS EXCLUSIVE MODE;" % ", ".join(names))
-    postlude = []
+    # pg_restore's script changed search_path, timeouts and row_security: the postlude and
+    # post_restore_sql run with the session's normal settings.
+    postlude = ["RESET ALL;"]
     tag = "$dbdr_%s$" % uuid.uuid4().hex[:12]
     for schema, name, rows in tables:
         table = qualified(schema, name)
@@ -93,43 +93,7 @@ def scripts(conn, tables, lock_timeout):
     return "\n".join(prelude) + "\n", "\n".join(postlude) + "\n"
 
 
-def verify_and_list(source, pg_restore, work_dir, archive_path=None):
-    """pg_restore -l of the archive. From a stream this is also the verification pass: the
-    head of the decoded stream goes to pg_restore --list, the rest is read and discarded so
-    that size, SHA-256, decryption and decompression of the whole object are checked."""
-    if archive_path:
-        return run_checked(Stage("pg_restore --list", [pg_restore, "--list", archive_path], env=clean_env())) \
-            .decode("utf-8", "replace")
-    listing_path = os.path.join(work_dir, "listing")
-    lister = subprocess.Popen([pg_restore, "--list", "--file=" + listing_path], stdin=subprocess.PIPE,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=clean_env())
-
-    def consume(pipe):
-        feeding = True
-        while True:
-            chunk = pipe.read(CHUNK_SIZE)
-            if not chunk:
-                break
-            if feeding:
-                try:
-                    lister.stdin.write(chunk)
-                except BrokenPipeError:
-                    feeding = False  # it read the table of contents and stopped: expected
-        try:
-            lister.stdin.close()
-        except BrokenPipeError:
-            pass
-
-    try:
-        source.run(stdout=subprocess.PIPE, consume=consume)
-        err = lister.stderr.read().decode("utf-8", "replace").strip()
-        if lister.wait() != 0:
-            raise StageError("pg_restore --list exited with status %s: %s" % (lister.returncode, err[-2000:]),
-                             stage="pg_restore --list")
-    finally:
-        if lister.poll() is None:
-            lister.kill()
-            lister.wait()
-        lister.stderr.close()
-    with open(listing_path, "r") as handle:
-        return handle.read()
+def archive_listing(pg_restore, archive_path):
+    """pg_restore --list of a local archive (custom file or directory)."""
+    out = run_checked(Stage("pg_restore --list", [pg_restore, "--list", archive_path], env=clean_env()))
+    return out.decode("utf-8", "replace")

@@ -46,6 +46,10 @@ class Repository(abc.ABC):
     def check_access(self):
         """Raise NotFoundError / AccessDeniedError before anything is written."""
 
+    def check_readable(self):
+        """Raise NotFoundError / AccessDeniedError unless backups can be read (restore, verify)."""
+        self.check_access()
+
     @abc.abstractmethod
     def put_stream(self, key, reader, gfs_class, size_hint=None):
         """Store everything `reader.read()` yields under a new key; remove partial data on failure."""

@@ -50,6 +50,12 @@ class LocalRepository(Repository):
         if not os.access(self.root, os.W_OK | os.X_OK | os.R_OK):
             raise AccessDeniedError("repository directory %s is not writable" % self.root)
 
+    def check_readable(self):
+        if not os.path.isdir(self.root):
+            raise NotFoundError("repository directory %s does not exist" % self.root)
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            raise AccessDeniedError("repository directory %s is not readable" % self.root)
+
     def _makedirs(self, directory):
         """Create directory and missing parents, each new one with mode 0700 whatever the umask."""
         if os.path.isdir(directory):

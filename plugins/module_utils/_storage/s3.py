@@ -128,7 +128,12 @@ class _RangeResumingReader:
         for attempt in range(1, self._attempts + 1):
             try:
                 if self._body is None:
-                    self._body = self._repository._get_range(self._key, self._offset, self._etag)
+                    try:
+                        self._body = self._repository._get_range(self._key, self._offset, self._etag)
+                    except AlreadyExistsError:
+                        # If-Match failed: a different object is there now.
+                        raise StorageError("%s changed while it was being read; run again"
+                                           % self._repository.describe(self._key))
                 data = self._body.read(size if size and size > 0 else None)
                 if not data and self.size is not None and self._offset < self.size:
                     raise TransientStorageError("connection closed at byte %d of %d" % (self._offset, self.size))
