@@ -83,8 +83,8 @@ options:
     description:
       - Parallel C(pg_restore) jobs. Above 1, each dump is decrypted and decompressed once into a private local
         file under O(tmp_dir) (C(pg_restore --jobs) needs a seekable file), removed afterwards in every case;
-        with 1, dumps stream from the repository into C(pg_restore) without a local copy (they are then read twice:
-        once to verify them, once to restore).
+        with 1, dumps stream from the repository into C(pg_restore) without a local copy (each is then read twice,
+        once to verify it, once to restore).
       - O(mode=tables) always works from a local copy, since it reads the archive out of its order.
     type: int
     default: 1
