@@ -3,7 +3,8 @@
 Sub-commands:
   free-port                      print a free loopback TCP port
   compressibility                pg_dump -Fc -Z0 | zstd -3: print raw/zstd bytes and ratio (JSON)
-  run                            the timed measurements (a-d), table, targets, JSON report
+  run                            the timed measurements (a-d backup, e-g restore), tables,
+                                 targets, JSON report
 
 Measurement notes
   * Wall clock with time.monotonic(); best of --repeat runs, every run printed.
@@ -11,6 +12,10 @@ Measurement notes
     the process tree under the command we started (VmHWM = peak RSS, utime+stime per
     process), and the PostgreSQL backend serving the dump (found by its process title
     "postgres: <user> bench ..."), so we can tell client-side from server-side CPU.
+  * Restore: (e) bare `pg_restore -j2 --exit-on-error` of the backup decoded once (untimed) into a
+    local file, into a fresh database created from template0; (f)/(g) dbdr.backup.restore through
+    ansible-playbook (benchmarks/restore.yml), mode new, from the local and the S3 (moto)
+    repository. Every restored database is dropped after its run.
 """
 import argparse
 import json
@@ -26,6 +31,9 @@ import time
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
+# Port of the benchmark's server: the sampler then watches that postmaster's backends only
+# (other clusters on the machine, e.g. test suites, may have databases with the same names).
+PG_PORT = None
 
 
 # --------------------------------------------------------------------------- /proc sampling
@@ -76,8 +84,14 @@ def classify(info):
     if m:
         return "module:" + m.group(1)
     if cmd.startswith("postgres: "):
+        for title, cls in (("parallel worker", "pg-parallel-worker"), ("autovacuum", "pg-autovacuum"),
+                           ("checkpointer", "pg-background"), ("walwriter", "pg-background"),
+                           ("background writer", "pg-background")):
+            if cmd.startswith("postgres: " + title):
+                return cls
         return "pg-backend"
-    for name in ("pg_dump", "pg_dumpall", "zstd", "gpg", "gzip", "moto_server", "ansible-playbook"):
+    for name in ("pg_dump", "pg_dumpall", "pg_restore", "vacuumdb", "psql", "zstd", "gpg", "gzip",
+                 "moto_server", "ansible-playbook"):
         if comm == name or comm.startswith(name[:15]):
             return name
     if "ansible-playbook" in cmd:
@@ -101,6 +115,9 @@ class Sampler(threading.Thread):
         self.postmasters = self._find_postmasters() if backend_re else []
         self.busy0 = proc_stat_busy()
         self.busy1 = None
+        # processes already running when sampling starts (the server's checkpointer...) count
+        # only the CPU they use from then on
+        self.t0_ticks = float(_read("/proc/uptime").split()[0]) * CLK_TCK
 
     @staticmethod
     def _children(pid):
@@ -119,8 +136,13 @@ class Sampler(threading.Thread):
             st = proc_stat(pid)
             if st:
                 comms[pid] = st
-        return [pid for pid, st in comms.items()
-                if st[2] == "postgres" and comms.get(st[0], (0, 0, ""))[2] != "postgres"]
+        pms = [pid for pid, st in comms.items()
+               if st[2] == "postgres" and comms.get(st[0], (0, 0, ""))[2] != "postgres"]
+        if PG_PORT:
+            ours = [pid for pid in pms if re.search(rf"(^| )-p {PG_PORT}( |$)", proc_cmd(pid))]
+            if ours:  # a server started elsewhere (BENCH_PGPORT) may not show its port: watch all
+                return ours
+        return pms
 
     def poll(self):
         # Cheap on purpose (the sampler shares the 2 cores with what it measures): walk the
@@ -149,6 +171,7 @@ class Sampler(threading.Thread):
             info = {"ppid": ppid, "cpu_s": cpu, "comm": comm, "cmd": cmd, "hwm": proc_hwm(pid)}
             info["cls"] = classify(info)
             prev = self.procs.get(pid)
+            info["cpu0"] = prev["cpu0"] if prev else (cpu if int(start) < self.t0_ticks else 0.0)
             if prev:
                 info["hwm"] = max(info["hwm"], prev["hwm"])
                 # a process that exec'd keeps its pid: keep the most specific class
@@ -170,7 +193,7 @@ class Sampler(threading.Thread):
         by_cls = {}
         for info in self.procs.values():
             c = by_cls.setdefault(info["cls"], {"cpu_s": 0.0, "peak_rss": 0, "n": 0})
-            c["cpu_s"] += info["cpu_s"]
+            c["cpu_s"] += info["cpu_s"] - info["cpu0"]
             c["peak_rss"] = max(c["peak_rss"], info["hwm"])
             c["n"] += 1
         b = (self.busy1[0] - self.busy0[0]) / CLK_TCK
@@ -293,21 +316,25 @@ def ensure_collection_link(root):
     return os.path.join(root, ".tmp", "collections")
 
 
-def find_backup_result(doc):
-    """The registered pg_backup result from ansible's json callback output."""
-    best = None
+def task_results(doc):
+    """(result, action) of every host's task result in ansible's json callback output."""
     for play in doc.get("plays", []):
         for task in play.get("tasks", []):
             for _host, res in task.get("hosts", {}).items():
-                if not isinstance(res, dict):
-                    continue
-                action = res.get("action", "") or task.get("task", {}).get("action", "")
-                if action.endswith("pg_backup") or ("bytes" in res and "duration_seconds" in res):
-                    best = res
-                # a later debug task may print the registered variable
-                reg = res.get("dbdr_backup_result")
-                if isinstance(reg, dict) and "bytes" in reg:
-                    best = best or reg
+                if isinstance(res, dict):
+                    yield res, res.get("action", "") or task.get("task", {}).get("action", "")
+
+
+def find_backup_result(doc):
+    """The registered pg_backup result from ansible's json callback output."""
+    best = None
+    for res, action in task_results(doc):
+        if action.endswith("pg_backup") or ("bytes" in res and "duration_seconds" in res):
+            best = res
+        # a later debug task may print the registered variable
+        reg = res.get("dbdr_backup_result")
+        if isinstance(reg, dict) and "bytes" in reg:
+            best = best or reg
     return best
 
 
@@ -364,8 +391,58 @@ def s3_client(url):
                         aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
+def write_vars(path, v):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(v, f)
+
+
+def ansible_env(a, work, gnupghome):
+    """Environment of an ansible-playbook run: the collection link, the JSON callback, no AWS_*."""
+    env = dict(os.environ)
+    for k in list(env):
+        if k.startswith("AWS_") or k in ("PGPASSWORD",):
+            env.pop(k)
+    env.update({
+        "ANSIBLE_COLLECTIONS_PATH": a.collections,
+        # ansible-core has no json callback of its own (ansible.builtin.json does not exist; the
+        # one people know is ansible.posix.json): use the test harness's, same output shape.
+        "ANSIBLE_CALLBACK_PLUGINS": os.path.join(a.root, "tests", "ansible_plugins", "callback"),
+        "ANSIBLE_STDOUT_CALLBACK": "dbdr_json",
+        "ANSIBLE_PIPELINING": "False",          # keeps "AnsiballZ_<module>.py" in argv for the sampler
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_LOCALHOST_WARNING": "False",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        "ANSIBLE_LOCAL_TEMP": os.path.join(work, "ansible-local"),
+        "ANSIBLE_REMOTE_TEMP": os.path.join(work, "ansible-remote"),
+        "GNUPGHOME": gnupghome,
+        "PATH": os.path.join(a.venv, "bin") + os.pathsep + a.pgbin + os.pathsep + env.get("PATH", ""),
+    })
+    return env
+
+
+def run_ansible_playbook(a, work, playbook, vars_path, gnupghome, backend_re):
+    """One timed ansible-playbook run; returns (wall_s, sampler summary, json callback doc)."""
+    inv = os.path.join(work, "inventory.ini")
+    with open(inv, "w") as f:
+        f.write(f"localhost ansible_connection=local "
+                f"ansible_python_interpreter={os.path.join(a.venv, 'bin', 'python')}\n")
+    argv = [os.path.join(a.venv, "bin", "ansible-playbook"), "-i", inv, playbook, "-e", "@" + vars_path]
+    wall, rc, out, summ = timed(argv, env=ansible_env(a, work, gnupghome), capture=True,
+                                backend_re=backend_re)
+    try:
+        doc = json.loads(out.decode(errors="replace")[out.find(b"{"):] if out else "{}")
+    except ValueError:
+        doc = {}
+    if rc != 0:
+        raise RuntimeError(f"ansible-playbook rc={rc}: {ansible_failure(doc)}\n"
+                           f"{(out or b'')[-3000:].decode(errors='replace')}")
+    return wall, summ, doc
+
+
 def run_playbook(a, work, repo_spec, label, fpr, gnupghome):
-    """One ansible-playbook run; returns a result row dict."""
+    """One ansible-playbook run of playbooks/backup.yml; returns a result row dict."""
     vars_path = os.path.join(work, f"vars-{label}.json")
     v = {
         "dbdr_hosts": "localhost",
@@ -378,44 +455,10 @@ def run_playbook(a, work, repo_spec, label, fpr, gnupghome):
     if os.environ.get("BENCH_COMPRESSION"):
         # e.g. BENCH_COMPRESSION='{"algorithm": "zstd", "level": 1}' to compare levels
         v["dbdr_compression"] = json.loads(os.environ["BENCH_COMPRESSION"])
-    fd = os.open(vars_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(v, f)
-    inv = os.path.join(work, "inventory.ini")
-    with open(inv, "w") as f:
-        f.write(f"localhost ansible_connection=local "
-                f"ansible_python_interpreter={os.path.join(a.venv, 'bin', 'python')}\n")
-    env = dict(os.environ)
-    for k in list(env):
-        if k.startswith("AWS_") or k in ("PGPASSWORD",):
-            env.pop(k)
-    env.update({
-        "ANSIBLE_COLLECTIONS_PATH": a.collections,
-        # ansible-core has no json callback of its own (ansible.builtin.json does not exist; the
-        # one people know is ansible.posix.json): use the test harness's, same output shape.
-        "ANSIBLE_CALLBACK_PLUGINS": os.path.join(a.root, "tests", "ansible_plugins", "callback"),
-        "ANSIBLE_STDOUT_CALLBACK": "dbdr_json",
-        "ANSIBLE_PIPELINING": "False",          # keeps "AnsiballZ_pg_backup.py" in argv for the sampler
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_LOCALHOST_WARNING": "False",
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
-        "ANSIBLE_RETRY_FILES_ENABLED": "False",
-        "ANSIBLE_LOCAL_TEMP": os.path.join(work, "ansible-local"),
-        "ANSIBLE_REMOTE_TEMP": os.path.join(work, "ansible-remote"),
-        "GNUPGHOME": gnupghome,
-        "PATH": os.path.join(a.venv, "bin") + os.pathsep + a.pgbin + os.pathsep + env.get("PATH", ""),
-    })
-    argv = [os.path.join(a.venv, "bin", "ansible-playbook"), "-i", inv, a.playbook,
-            "-e", "@" + vars_path]
-    wall, rc, out, summ = timed(argv, env=env, capture=True,
-                                backend_re=rf"^postgres: {re.escape(a.user)} {re.escape(a.db)} ")
-    try:
-        doc = json.loads(out.decode(errors="replace")[out.find(b"{"):] if out else "{}")
-    except ValueError:
-        doc = {}
-    if rc != 0:
-        raise RuntimeError(f"ansible-playbook rc={rc}: {ansible_failure(doc)}\n"
-                           f"{(out or b'')[-3000:].decode(errors='replace')}")
+    write_vars(vars_path, v)
+    wall, summ, doc = run_ansible_playbook(
+        a, work, a.playbook, vars_path, gnupghome,
+        backend_re=rf"^postgres: {re.escape(a.user)} {re.escape(a.db)} ")
     res = find_backup_result(doc)
     if not res:
         raise RuntimeError("could not find the pg_backup result in the json callback output")
@@ -433,15 +476,232 @@ def run_playbook(a, work, repo_spec, label, fpr, gnupghome):
     }
 
 
+# --------------------------------------------------------------------------- restore
+RESTORE_TARGET = "bench_restored"       # dbdr.backup.restore's target_database (mode new)
+BARE_DB = "bench_bare_restore"          # the bare pg_restore's fresh database
+# A restore also makes the server's other processes work (parallel index builds, autovacuum of
+# the new tables, WAL and checkpoints): the sampler records those of our server too.
+SERVER_PROCS = r"^postgres: (parallel worker|autovacuum worker|checkpointer|walwriter|background writer)"
+
+
+def admin_sql(a, sql):
+    """Run one statement on the maintenance database `postgres` with psql; return its rows."""
+    env = pg_env(a)
+    env["PGDATABASE"] = "postgres"
+    out = subprocess.run([os.path.join(a.pgbin, "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                         env=env, check=True, capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if line]
+
+
+def qident(name):
+    return '"' + name.replace('"', '""') + '"'
+
+
+def clean_restore_databases(a):
+    """Drop what a restore run leaves: the two targets and any dbdr_staging_% database."""
+    names = [RESTORE_TARGET, BARE_DB] + admin_sql(
+        a, r"SELECT datname FROM pg_database WHERE datname LIKE 'dbdr\_staging\_%'")
+    for name in names:
+        admin_sql(a, f"DROP DATABASE IF EXISTS {qident(name)} WITH (FORCE)")
+
+
+def local_backup_object(repo, cluster, db):
+    """(object path, manifest dict) of the newest backup of `db` in a local repository."""
+    bdir = os.path.join(repo, cluster, "backups")
+    ids = sorted(d for d in os.listdir(bdir) if os.path.isfile(os.path.join(bdir, d, "manifest.json")))
+    if not ids:
+        raise RuntimeError(f"no complete backup in {bdir}")
+    with open(os.path.join(bdir, ids[-1], "manifest.json")) as f:
+        manifest = json.load(f)
+    rec = next((d for d in manifest.get("databases", []) if d.get("name") == db), None)
+    if rec is None:
+        raise RuntimeError(f"backup {ids[-1]} holds no database {db!r}")
+    return os.path.join(bdir, ids[-1], rec["object"]), manifest
+
+
+def decode_to_file(obj, manifest, gnupghome, out_path):
+    """gpg -d | zstd -d > out_path (not timed as a measurement); returns the seconds it took."""
+    algo = (manifest.get("compression") or {}).get("algorithm") or "none"
+    dec = {"zstd": ["zstd", "-d", "-q", "-c"], "gzip": ["gzip", "-d", "-c"], "none": ["cat"]}[algo]
+    encrypted = (manifest.get("encryption") or {}).get("type") == "gpg"
+    t0 = time.monotonic()
+    with open(obj, "rb") as src, open(out_path, "wb") as dst:
+        if encrypted:
+            g = subprocess.Popen(["gpg", "--batch", "--quiet", "--decrypt"], stdin=src, stdout=subprocess.PIPE,
+                                 env=dict(os.environ, GNUPGHOME=gnupghome))
+            z = subprocess.Popen(dec, stdin=g.stdout, stdout=dst)
+            g.stdout.close()
+            rcs = (g.wait(), z.wait())
+        else:
+            rcs = (subprocess.run(dec, stdin=src, stdout=dst, check=False).returncode,)
+    if any(rcs):
+        raise RuntimeError(f"decoding {obj} failed: exit statuses {rcs}")
+    return time.monotonic() - t0
+
+
+def find_restore_result(doc):
+    """The dbdr.backup.restore result from ansible's json callback output."""
+    for res, action in task_results(doc):
+        if action.endswith("restore") or ("steps" in res and "duration_seconds" in res):
+            return res
+    return None
+
+
+def step_name(name, db):
+    """'restore bench' -> 'restore' (the module names per-database steps after the database)."""
+    return name[:-len(db) - 1] if name.endswith(" " + db) else name
+
+
+def run_restore_playbook(a, work, repo_spec, label, gnupghome):
+    """One ansible-playbook run of benchmarks/restore.yml (dbdr.backup.restore, mode new)."""
+    tmp_dir = os.path.join(work, "restore-tmp")
+    os.makedirs(tmp_dir, exist_ok=True)
+    vars_path = os.path.join(work, f"vars-restore-{label}.json")
+    write_vars(vars_path, {
+        "dbdr_login_host": a.host, "dbdr_login_port": int(a.port), "dbdr_login_user": a.user,
+        "dbdr_cluster": "bench", "dbdr_repository": repo_spec,
+        "dbdr_encryption": {"gnupghome": gnupghome},
+        "dbdr_databases": [a.db], "dbdr_target_database": RESTORE_TARGET, "dbdr_mode": "new",
+        "dbdr_jobs": a.restore_jobs, "dbdr_tmp_dir": tmp_dir, "dbdr_no_owner": False,
+    })
+    wall, summ, doc = run_ansible_playbook(
+        a, work, a.restore_playbook, vars_path, gnupghome,
+        backend_re=rf"^postgres: {re.escape(a.user)} (dbdr_staging_\S+|{re.escape(RESTORE_TARGET)}) |{SERVER_PROCS}")
+    res = find_restore_result(doc)
+    if not res:
+        raise RuntimeError("could not find the restore result in the json callback output")
+    bad = [t for d in res.get("databases") or [] for t in d.get("tables") or [] if not t.get("match")]
+    if bad or not res.get("databases"):
+        raise RuntimeError(f"restore reported no database or row count mismatches: {bad[:5]}")
+    if admin_sql(a, f"SELECT 1 FROM pg_database WHERE datname = '{RESTORE_TARGET}'") != ["1"]:
+        raise RuntimeError(f"the restore finished but database {RESTORE_TARGET} does not exist")
+    mod = summ["processes"].get("module:restore", {})
+    tables = (res["databases"][0].get("tables") or [])
+    return {
+        "wall_s": wall, "summary": summ,
+        "duration_s": res.get("duration_seconds"),
+        "steps": [{"step": step_name(st["step"], a.db), "seconds": st["seconds"]} for st in res.get("steps") or []],
+        "module_result": {"backup_id": res.get("backup_id"), "restore_id": res.get("restore_id"),
+                          "duration_seconds": res.get("duration_seconds"), "steps": res.get("steps"),
+                          "tables": len(tables), "rows": sum(t.get("restored_rows") or 0 for t in tables)},
+        "measured_peak_rss": mod.get("peak_rss_bytes") or None,
+    }
+
+
+def measure_restore(a, work, gnupghome, fpr, local_repo, s3_spec, best_of, rrows, notes, info):
+    """(e) bare pg_restore of the decoded dump, (f) dbdr.backup.restore from the local
+    repository, (g) the same from S3 (moto). Rows go to `rrows`, ratios against (e)."""
+    pg_restore = os.path.join(a.pgbin, "pg_restore")
+    missing = [p for p in (a.restore_module, a.restore_playbook, pg_restore) if not os.path.exists(p)]
+    if missing:
+        notes.append("restore not measured: missing " + ", ".join(missing))
+        print("(e)-(g) SKIPPED: missing " + ", ".join(missing), flush=True)
+        return
+    j = a.restore_jobs
+    if local_repo is None:
+        print("  no local backup left by (c): taking one with playbooks/backup.yml (not timed)", flush=True)
+        local_repo = os.path.join(work, "repo-restore")
+        os.makedirs(local_repo)
+        run_playbook(a, work, {"type": "local", "path": local_repo}, "local-restore", fpr, gnupghome)
+    obj, manifest = local_backup_object(local_repo, "bench", a.db)
+    dump_path = os.path.join(work, "bare-restore.dump")
+    secs = decode_to_file(obj, manifest, gnupghome, dump_path)
+    info.update({"backup_id": manifest.get("backup_id"), "object_bytes": os.path.getsize(obj),
+                 "decoded_bytes": os.path.getsize(dump_path), "decode_seconds": round(secs, 2)})
+    print(f"  backup {manifest.get('backup_id')}: {os.path.basename(obj)} {human(info['object_bytes'])} -> "
+          f"gpg -d | zstd -d -> {human(info['decoded_bytes'])} in {secs:.1f} s (not timed)", flush=True)
+    clean_restore_databases(a)
+    env = pg_env(a)
+    env["PGDATABASE"] = BARE_DB
+    base = None
+
+    def bare(_i):
+        admin_sql(a, f"CREATE DATABASE {qident(BARE_DB)} TEMPLATE template0")
+        try:
+            wall, rc, _o, summ = timed([pg_restore, f"-j{j}", "--exit-on-error", "-d", BARE_DB, dump_path],
+                                       env=env,
+                                       backend_re=rf"^postgres: {re.escape(a.user)} {re.escape(BARE_DB)} |{SERVER_PROCS}")
+        finally:
+            admin_sql(a, f"DROP DATABASE IF EXISTS {qident(BARE_DB)} WITH (FORCE)")
+        if rc:
+            raise RuntimeError(f"pg_restore -j{j} failed rc={rc}")
+        return {"wall_s": wall, "summary": summ}
+    print(f"(e) pg_restore -j{j} --exit-on-error -d <new database from template0> <decoded dump file>", flush=True)
+    try:
+        re_ = best_of(f"bare pg_restore -j{j}", bare)
+        base = re_["wall_s"]
+        rrows.append({"name": f"pg_restore -j{j} of the decoded file (baseline)", "key": "restore_bare",
+                      "seconds": round(base, 3), "ratio": 1.0,
+                      "peak_rss_bytes": re_["summary"]["processes"].get("pg_restore", {}).get("peak_rss_bytes"),
+                      "runs_s": re_["runs_s"], "cpu": re_["summary"]})
+    except Exception as e:
+        notes.append(f"bare pg_restore FAILED: {e}")
+        print(f"  FAILED: {e}", file=sys.stderr, flush=True)
+        rrows.append({"name": f"pg_restore -j{j} of the decoded file (baseline)", "key": "restore_bare",
+                      "error": str(e)[:2000]})
+    finally:
+        os.unlink(dump_path)
+
+    def ours(spec, label):
+        def run(_i):
+            clean_restore_databases(a)
+            try:
+                return run_restore_playbook(a, work, spec, label, gnupghome)
+            finally:
+                clean_restore_databases(a)
+        return run
+
+    todo = [("f", "local", {"type": "local", "path": local_repo}, "restore_local", "local repository")]
+    if s3_spec:
+        todo.append(("g", "s3", s3_spec, "restore_s3", "S3 (moto_server)"))
+    for letter, label, spec, key, where in todo:
+        name = f"restore {label}{'/moto' if label == 's3' else ''} (ansible-playbook)"
+        print(f"({letter}) ansible-playbook benchmarks/restore.yml (dbdr.backup.restore mode new, jobs {j}) "
+              f"<- {where}", flush=True)
+        try:
+            r = best_of(f"restore {label}", ours(spec, label))
+            rrows.append({"name": name, "key": key, "seconds": round(r["wall_s"], 3),
+                          "ratio": round(r["wall_s"] / base, 2) if base else None,
+                          "module_seconds": r["duration_s"],
+                          "module_ratio": round(r["duration_s"] / base, 2) if base and r["duration_s"] else None,
+                          "steps": r["steps"], "peak_rss_bytes": r["measured_peak_rss"],
+                          "module_result": r["module_result"], "runs_s": r["runs_s"], "cpu": r["summary"]})
+        except Exception as e:
+            notes.append(f"restore {label} FAILED: {e}")
+            print(f"  FAILED: {e}", file=sys.stderr, flush=True)
+            rrows.append({"name": name, "key": key, "error": str(e)[:2000]})
+
+
 # --------------------------------------------------------------------------- run
+def print_table(header, width, rows, line):
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r['name']:<{width}} {'FAILED':>9}" if "error" in r else line(r))
+
+
+def print_cpu(title, rows):
+    """CPU seconds per process class of each measured run."""
+    print(f"{title} (cpu seconds; machine busy = share of all cores):")
+    for r in rows:
+        if "cpu" not in r:
+            continue
+        c = r["cpu"]
+        parts = ", ".join(f"{k} {v['cpu_s']:.1f}s" for k, v in c["processes"].items() if v["cpu_s"] >= 0.05)
+        print(f"  {r['key']:<16} machine busy {c['machine_busy_pct_of_all_cores']}% of {c['cores']} cores; {parts}")
+
+
 def cmd_run(a):
+    global PG_PORT
+    PG_PORT = a.port
     env = pg_env(a)
     pg_dump = os.path.join(a.pgbin, "pg_dump")
     backend_re = rf"^postgres: {re.escape(a.user)} {re.escape(a.db)} "
     work = tempfile.mkdtemp(prefix="run.", dir=a.outdir)
-    rows, notes = [], []
+    rows, notes, rrows, rinfo = [], [], [], {}
     report = {"date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "repeat": a.repeat, "database": a.db, "rows": rows, "notes": notes}
+              "repeat": a.repeat, "database": a.db, "rows": rows, "notes": notes,
+              "restore_rows": rrows, "restore": rinfo}
     if a.meta:
         report["dataset"] = json.loads(a.meta)
 
@@ -451,11 +711,14 @@ def cmd_run(a):
             r = fn(i)
             runs.append(r)
             extra = f", stored {human(r.get('stored_bytes'))}" if r.get("stored_bytes") else ""
+            if r.get("duration_s") is not None:
+                extra = f", module duration_seconds {r['duration_s']:.2f}"
             print(f"  {name} run {i + 1}/{a.repeat}: {r['wall_s']:.2f} s{extra}", flush=True)
         best = min(runs, key=lambda r: r["wall_s"])
         best["runs_s"] = [round(r["wall_s"], 3) for r in runs]
         return best
 
+    moto = None
     try:
         # (a) raw dump
         def raw(_i):
@@ -501,13 +764,16 @@ def cmd_run(a):
             a.collections = ensure_collection_link(a.root)
             gnupghome = os.path.join(work, "gnupg")
             fpr = gpg_key(gnupghome)
+            kept = {"local": None, "s3": None}   # the last backup of (c)/(d), restored by (f)/(g)
 
             def local(i):
                 repo = os.path.join(work, f"repo-local-{i}")
                 os.makedirs(repo)
                 r = run_playbook(a, work, {"type": "local", "path": repo}, "local", fpr, gnupghome)
                 r["on_disk_bytes"] = dir_bytes(repo)
-                shutil.rmtree(repo)
+                if kept["local"]:
+                    shutil.rmtree(kept["local"])
+                kept["local"] = repo
                 return r
             print("(c) ansible-playbook playbooks/backup.yml -> local repository (zstd + gpg)", flush=True)
             try:
@@ -532,7 +798,6 @@ def cmd_run(a):
                 notes.append("S3 (moto) run skipped (BENCH_S3=0)")
             else:
                 print("(d) ansible-playbook playbooks/backup.yml -> S3 (moto_server)", flush=True)
-                moto = None
                 try:
                     moto = Moto(a.venv, work)
                     s3 = s3_client(moto.url)
@@ -548,6 +813,7 @@ def cmd_run(a):
                                 Bucket="bench", Prefix=f"run{i}/"):
                             total += sum(o["Size"] for o in page.get("Contents", []))
                         r["on_disk_bytes"] = total
+                        kept["s3"] = spec
                         return r
                     rd = best_of("pg_backup s3", s3run)
                     peak = max([x for x in (rd["reported_peak_rss"], rd["measured_peak_rss"]) if x] or [0]) or None
@@ -565,31 +831,68 @@ def cmd_run(a):
                     print(f"  FAILED: {e}", file=sys.stderr, flush=True)
                     rows.append({"name": "pg_backup s3/moto (zstd+gpg)", "key": "pg_backup_s3",
                                  "error": str(e)[:2000]})
-                finally:
-                    if moto:
-                        moto.stop()
+
+            if a.skip_restore:
+                notes.append("restore not measured (BENCH_RESTORE=0)")
+            else:
+                try:
+                    measure_restore(a, work, gnupghome, fpr, kept["local"], kept["s3"], best_of, rrows, notes,
+                                    rinfo)
+                except Exception as e:  # e.g. no backup to restore: the backup figures still count
+                    notes.append(f"restore FAILED: {e}")
+                    print(f"  restore FAILED: {e}", file=sys.stderr, flush=True)
+                    rrows.append({"name": "restore", "key": "restore_setup", "error": str(e)[:2000]})
     finally:
+        if moto:
+            moto.stop()
+        if rrows or rinfo:
+            try:
+                clean_restore_databases(a)
+            except Exception as e:  # pylint: disable=broad-except
+                print(f"WARNING: could not drop the restored databases: {e}", file=sys.stderr)
         shutil.rmtree(work, ignore_errors=True)
 
     # ---- table
     print()
-    hdr = f"{'name':<40} {'seconds':>9} {'ratio':>6} {'stored bytes':>22} {'peak RSS':>10}"
-    print(hdr)
-    print("-" * len(hdr))
-    for r in rows:
-        if "error" in r:
-            print(f"{r['name']:<40} {'FAILED':>9}")
-            continue
+    def backup_row(r):
         sb = f"{r['stored_bytes']:,} ({human(r['stored_bytes'])})" if r.get("stored_bytes") else "-"
-        print(f"{r['name']:<40} {r['seconds']:>9.2f} {r['ratio']:>6.2f} {sb:>22} {human(r.get('peak_rss_bytes')):>10}")
+        return f"{r['name']:<40} {r['seconds']:>9.2f} {r['ratio']:>6.2f} {sb:>22} {human(r.get('peak_rss_bytes')):>10}"
+    print_table(f"{'name':<40} {'seconds':>9} {'ratio':>6} {'stored bytes':>22} {'peak RSS':>10}", 40, rows, backup_row)
     print()
-    print("CPU while running (cpu seconds; machine busy = share of all cores):")
-    for r in rows:
-        if "cpu" not in r:
-            continue
-        c = r["cpu"]
-        parts = ", ".join(f"{k} {v['cpu_s']:.1f}s" for k, v in c["processes"].items() if v["cpu_s"] >= 0.05)
-        print(f"  {r['key']:<16} machine busy {c['machine_busy_pct_of_all_cores']}% of {c['cores']} cores; {parts}")
+    print_cpu("CPU while running", rows)
+
+    by_r = {r["key"]: r for r in rrows}
+    if rrows:
+        print()
+        def restore_row(r):
+            ratio = f"{r['ratio']:.2f}" if r.get("ratio") is not None else "-"
+            ms = f"{r['module_seconds']:.2f}" if r.get("module_seconds") is not None else "-"
+            mr = f"{r['module_ratio']:.2f}" if r.get("module_ratio") is not None else "-"
+            return (f"{r['name']:<44} {r['seconds']:>9.2f} {ratio:>6} {ms:>9} {mr:>10} "
+                    f"{human(r.get('peak_rss_bytes')):>10}")
+        print_table(f"{'restore':<44} {'seconds':>9} {'ratio':>6} {'module s':>9} {'mod. ratio':>10} {'peak RSS':>10}",
+                    44, rrows, restore_row)
+        print("(ratio: against the bare pg_restore; module s: the module's own duration_seconds, without "
+              "ansible-playbook start-up and planning)")
+        with_steps = [r for r in rrows if r.get("steps") and r.get("module_seconds") is not None]
+        if with_steps:
+            names = []
+            for r in with_steps:
+                names += [st["step"] for st in r["steps"] if st["step"] not in names]
+            print()
+            print(f"{'restore steps (module timings, s)':<36}" + "".join(f" {r['key']:>14}" for r in with_steps))
+            for n in names:
+                cells = []
+                for r in with_steps:
+                    v = sum(st["seconds"] for st in r["steps"] if st["step"] == n)
+                    cells.append(f" {v:>14.2f}" if any(st["step"] == n for st in r["steps"]) else f" {'-':>14}")
+                print(f"  {n:<34}" + "".join(cells))
+            print(f"  {'(module, outside the steps)':<34}" + "".join(
+                f" {r['module_seconds'] - sum(st['seconds'] for st in r['steps']):>14.2f}" for r in with_steps))
+            print(f"  {'(ansible-playbook + plan)':<34}" + "".join(
+                f" {r['seconds'] - r['module_seconds']:>14.2f}" for r in with_steps))
+        print()
+        print_cpu("CPU while restoring", rrows)
 
     # ---- targets
     by = {r["key"]: r for r in rows}
@@ -613,10 +916,37 @@ def cmd_run(a):
         why = "not measured" if not loc else "backup failed"
         for t in ("backup (local) <= 1.35x raw dump", "stored bytes <= pg_dump -Fc", "peak RSS <= 150 MB"):
             target(t, "FAIL" if loc else "SKIP", why)
+
+    rname = f"restore (local) <= 1.15x pg_restore -j{a.restore_jobs}"
+    rbare, rloc, rs3 = by_r.get("restore_bare"), by_r.get("restore_local"), by_r.get("restore_s3")
+    if rloc and "error" not in rloc and rbare and "error" not in rbare:
+        target(rname, "PASS" if rloc["ratio"] <= 1.15 else "FAIL",
+               f"{rloc['ratio']:.2f}x ({rloc['seconds']:.2f} s vs {rbare['seconds']:.2f} s; the module's own "
+               f"duration_seconds {rloc['module_seconds']:.2f} s = {rloc['module_ratio']:.2f}x)")
+    elif a.skip_restore or not (rloc or rbare or "restore_setup" in by_r):
+        target(rname, "SKIP", "not measured")
+    else:
+        target(rname, "FAIL", "restore failed" if not rloc or "error" in rloc else "bare pg_restore failed")
+    if rloc and "error" not in rloc and rbare and "error" not in rbare and rloc.get("module_seconds"):
+        # The pg_restore inside the module varies run to run like the bare one (about +-10% here):
+        # what the module adds around it is the steadier figure.
+        in_pg_restore = sum(st["seconds"] for st in rloc["steps"] if st["step"] == "restore")
+        added = rloc["seconds"] - in_pg_restore
+        ansible = rloc["seconds"] - rloc["module_seconds"]
+        other = rloc["module_seconds"] - sum(st["seconds"] for st in rloc["steps"])
+        parts = ", ".join(f"{st['step']} {st['seconds']:.1f}" for st in rloc["steps"] if st["step"] != "restore")
+        target("restore (local) time around pg_restore", "INFO",
+               f"{added:.2f} s = {100 * added / rbare['seconds']:.0f}% of the bare pg_restore ({parts}, "
+               f"module other {other:.1f}, ansible-playbook + plan {ansible:.1f}); with its pg_restore step "
+               f"as long as the bare run: {(rbare['seconds'] + added) / rbare['seconds']:.2f}x")
+    if rs3 and "error" not in rs3 and rs3.get("ratio") is not None:
+        target("restore (s3/moto) vs pg_restore", "INFO",
+               f"{rs3['ratio']:.2f}x ({rs3['seconds']:.2f} s): informational only, moto_server is slow "
+               f"and not our speed")
     print()
     print("targets:")
     for t in targets:
-        print(f"  {t['status']:<4}  {t['target']:<36} {t['detail']}")
+        print(f"  {t['status']:<4}  {t['target']:<40} {t['detail']}")
     for n in notes:
         print("note: " + n)
     report["targets"] = targets
@@ -645,6 +975,8 @@ def main():
             p.add_argument("--repeat", type=int, default=1)
             p.add_argument("--skip-s3", action="store_true")
             p.add_argument("--meta", default="")
+            p.add_argument("--skip-restore", action="store_true")
+            p.add_argument("--restore-jobs", type=int, default=2)
     a = ap.parse_args()
     if a.cmd == "free-port":
         print(free_port())
@@ -653,6 +985,8 @@ def main():
         return cmd_compressibility(a) or 0
     a.playbook = os.path.join(a.root, "playbooks", "backup.yml")
     a.module = os.path.join(a.root, "plugins", "modules", "pg_backup.py")
+    a.restore_module = os.path.join(a.root, "plugins", "modules", "restore.py")
+    a.restore_playbook = os.path.join(a.root, "benchmarks", "restore.yml")
     return cmd_run(a)
 
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark for the pg_backup engine: compares `ansible-playbook playbooks/backup.yml`
-# (pg_dump -Z0 | zstd | gpg -> repository) with bare pg_dump on a realistic ~1.6 GB database.
+# (pg_dump -Z0 | zstd | gpg -> repository) with bare pg_dump on a realistic ~1.6 GB database,
+# then dbdr.backup.restore of that backup (benchmarks/restore.yml, mode new, jobs 2) with bare
+# `pg_restore -j2` of the same dump decoded once into a local file.
 #
 #   make bench                    # or: benchmarks/backup_bench.sh
 #
@@ -12,7 +14,9 @@
 #   BENCH_PGPORT=       use an existing server on this port instead of starting one
 #                       (BENCH_PGHOST=127.0.0.1, BENCH_PGUSER=postgres; trust/pgpass auth)
 #   BENCH_JOBS=nproc    parallel loader sessions during data generation
-#   BENCH_S3=1          0: skip the S3 (moto) measurement
+#   BENCH_S3=1          0: skip the S3 (moto) measurements (backup and restore)
+#   BENCH_RESTORE=1     0: skip the restore measurements
+#   BENCH_RESTORE_JOBS=2  pg_restore -j for the bare baseline and the module's `jobs`
 #   BENCH_PGBIN=/usr/lib/postgresql/15/bin
 #   BENCH_VENV=<repo>/.venv   python environment with ansible-core, boto3, moto[server]
 #
@@ -36,10 +40,12 @@ DB=bench
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { log "ERROR: $*" >&2; exit 1; }
 
-for t in "$PGBIN/pg_dump" "$PGBIN/psql" zstd gpg python3; do
+for t in "$PGBIN/pg_dump" "$PGBIN/pg_restore" "$PGBIN/psql" zstd gpg python3; do
   command -v "$t" >/dev/null || die "missing $t"
 done
 [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || die "BENCH_REPEAT must be a positive integer"
+RESTORE_JOBS=${BENCH_RESTORE_JOBS:-2}
+[[ $RESTORE_JOBS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RESTORE_JOBS must be a positive integer"
 python3 -c "import sys; float(sys.argv[1]) > 0 or sys.exit(1)" "$SIZE_GB" 2>/dev/null \
   || die "BENCH_SIZE_GB must be a positive number"
 TARGET_BYTES=$(python3 -c "import sys; print(int(float(sys.argv[1]) * 1e9))" "$SIZE_GB")
@@ -176,10 +182,11 @@ META=$(python3 -c "import json,sys; print(json.dumps({'pg_database_size': int(sy
 read -r load1 _ < /proc/loadavg
 python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) < 0.5 else 1)" "$load1" \
   || log "WARNING: load average is $load1 before the timed runs; other work on this machine skews the figures"
-S3FLAG=()
-[[ ${BENCH_S3:-1} == 0 ]] && S3FLAG=(--skip-s3)
+FLAGS=(--restore-jobs "$RESTORE_JOBS")
+[[ ${BENCH_S3:-1} == 0 ]] && FLAGS+=(--skip-s3)
+[[ ${BENCH_RESTORE:-1} == 0 ]] && FLAGS+=(--skip-restore)
 rc=0
 "$PY" "$BENCH/_bench.py" run --host "$PGHOST" --port "$PORT" --user "$PGUSER" --db "$DB" \
   --pgbin "$PGBIN" --root "$ROOT" --venv "$VENV" --outdir "$OUT" \
-  --json "$OUT/backup_bench.json" --repeat "$REPEAT" --meta "$META" "${S3FLAG[@]}" || rc=$?
+  --json "$OUT/backup_bench.json" --repeat "$REPEAT" --meta "$META" "${FLAGS[@]}" || rc=$?
 exit $rc
