@@ -854,6 +854,7 @@ def cmd_run(a):
 
     # ---- table
     print()
+
     def backup_row(r):
         sb = f"{r['stored_bytes']:,} ({human(r['stored_bytes'])})" if r.get("stored_bytes") else "-"
         return f"{r['name']:<40} {r['seconds']:>9.2f} {r['ratio']:>6.2f} {sb:>22} {human(r.get('peak_rss_bytes')):>10}"
@@ -864,6 +865,7 @@ def cmd_run(a):
     by_r = {r["key"]: r for r in rrows}
     if rrows:
         print()
+
         def restore_row(r):
             ratio = f"{r['ratio']:.2f}" if r.get("ratio") is not None else "-"
             ms = f"{r['module_seconds']:.2f}" if r.get("module_seconds") is not None else "-"
