@@ -41,6 +41,16 @@ def restore_args(target_server, repository, gnupg_home, cluster="main", **extra)
     return args
 
 
+def reset_target(server, *names):
+    """Drop the named databases and whatever earlier restores left on the server."""
+    for name in names:
+        server.drop_db(name)
+    leftovers = server.psql("SELECT datname FROM pg_database WHERE datname LIKE 'dbdr_staging_%' "
+                            "OR datname LIKE '%__pre_restore_%' OR datname LIKE '%__rolled_back_%'")
+    for name in filter(None, leftovers.split("\n")):
+        server.drop_db(name)
+
+
 def run_restore(ansible_runner, args, expect_rc=0, check=False, **kwargs):
     return run_module(ansible_runner, "restore", args, expect_rc=expect_rc, check=check, **kwargs)
 

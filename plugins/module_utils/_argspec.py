@@ -77,6 +77,16 @@ def compression_argspec():
     )
 
 
+def storage_module_argspec():
+    """The option blocks of a module that reads or writes backups: connection, repository,
+    encryption, compression."""
+    spec = postgres_argspec()
+    spec.update(repository_argspec())
+    spec.update(encryption_argspec())
+    spec.update(compression_argspec())
+    return spec
+
+
 def connection_params(params):
     """ConnectionParams from a module's validated parameters."""
     return ConnectionParams(

@@ -213,29 +213,18 @@ stage:
 import resource
 import signal
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.dbdr.backup.plugins.module_utils import _argspec, _gpg, _pg
+from ansible_collections.dbdr.backup.plugins.module_utils import _argspec
 from ansible_collections.dbdr.backup.plugins.module_utils._backup.plan import BackupRequest, plan_backup
 from ansible_collections.dbdr.backup.plugins.module_utils._backup.run import run_backup
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import DbdrError
 from ansible_collections.dbdr.backup.plugins.module_utils._layout import manifest_key
-from ansible_collections.dbdr.backup.plugins.module_utils._storage import s3 as _s3
-
-
-class Interrupted(BaseException):
-    """SIGTERM (Ansible timeout, systemd stop): unwind so that cleanup runs."""
-
-
-def _on_sigterm(signum, frame):
-    raise Interrupted("interrupted by signal %d" % signum)
+from ansible_collections.dbdr.backup.plugins.module_utils._glue import Interrupted, check_libraries, raise_on_signals
 
 
 def argument_spec():
-    spec = _argspec.postgres_argspec()
-    spec.update(_argspec.repository_argspec())
-    spec.update(_argspec.encryption_argspec())
-    spec.update(_argspec.compression_argspec())
+    spec = _argspec.storage_module_argspec()
     spec.update(
         kind=dict(type="str", default="logical", choices=["logical"]),
         databases=dict(type="list", elements="str", default=["all"]),
@@ -269,14 +258,8 @@ def request_from(params):
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            mutually_exclusive=[("schema_only", "data_only")])
-    if not _pg.HAS_PSYCOPG2:
-        module.fail_json(msg=missing_required_lib("psycopg2"), exception=str(_pg.PSYCOPG2_IMPORT_ERROR))
-    if module.params["encryption"]["type"] == "gpg" and not _gpg.HAS_GNUPG:
-        module.fail_json(msg=missing_required_lib("python-gnupg"), exception=str(_gpg.GNUPG_IMPORT_ERROR))
-    if module.params["repository"]["type"] == "s3" and not _s3.HAS_BOTO3:
-        module.fail_json(msg=missing_required_lib("boto3"), exception=str(_s3.BOTO3_IMPORT_ERROR))
-
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    check_libraries(module, gnupg=module.params["encryption"]["type"] == "gpg")
+    raise_on_signals((signal.SIGTERM,))
     plan = None
     try:
         plan = plan_backup(request_from(module.params))

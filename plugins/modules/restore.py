@@ -278,36 +278,17 @@ stage:
   type: str
 '''
 
-import signal
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-from ansible_collections.dbdr.backup.plugins.module_utils import _argspec, _gpg, _pg
+from ansible_collections.dbdr.backup.plugins.module_utils import _argspec
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import DbdrError
 from ansible_collections.dbdr.backup.plugins.module_utils._restore.plan import RestoreRequest, plan_restore
 from ansible_collections.dbdr.backup.plugins.module_utils._restore.run import result_dict, run_restore
-from ansible_collections.dbdr.backup.plugins.module_utils._storage import s3 as _s3
-
-
-class Interrupted(BaseException):
-    """SIGTERM (Ansible timeout, systemd stop): unwind so that the cleanup runs."""
-
-
-_INTERRUPTED = []
-
-
-def _on_signal(signum, frame):
-    # Once: a second signal must not break the cleanup the first one started.
-    if not _INTERRUPTED:
-        _INTERRUPTED.append(signum)
-        raise Interrupted("interrupted by signal %d" % signum)
+from ansible_collections.dbdr.backup.plugins.module_utils._glue import Interrupted, check_libraries, raise_on_signals
 
 
 def argument_spec():
-    spec = _argspec.postgres_argspec()
-    spec.update(_argspec.repository_argspec())
-    spec.update(_argspec.encryption_argspec())
-    spec.update(_argspec.compression_argspec())
+    spec = _argspec.storage_module_argspec()
     spec.update(
         backup_id=dict(type="str", default="latest"),
         before=dict(type="str"),
@@ -345,15 +326,8 @@ def request_from(params):
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    if not _pg.HAS_PSYCOPG2:
-        module.fail_json(msg=missing_required_lib("psycopg2"), exception=str(_pg.PSYCOPG2_IMPORT_ERROR))
-    if not _gpg.HAS_GNUPG:
-        module.fail_json(msg=missing_required_lib("python-gnupg"), exception=str(_gpg.GNUPG_IMPORT_ERROR))
-    if module.params["repository"]["type"] == "s3" and not _s3.HAS_BOTO3:
-        module.fail_json(msg=missing_required_lib("boto3"), exception=str(_s3.BOTO3_IMPORT_ERROR))
-
-    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(signum, _on_signal)
+    check_libraries(module)
+    raise_on_signals()
     plan = None
     try:
         plan = plan_restore(request_from(module.params))

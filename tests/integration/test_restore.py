@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from module_args import ODD_DB, backup_args, encryption, restore_args, run_backup, run_restore
+from module_args import ODD_DB, backup_args, encryption, reset_target, restore_args, run_backup, run_restore
 
 
 @pytest.fixture(scope="module")
@@ -22,17 +22,8 @@ def local_backup(pg_server, pg_sample, gnupg_home, ansible_runner, tmp_path_fact
         "app": pg_server.table_checksums("app"), ODD_DB: pg_server.table_checksums(ODD_DB)}}
 
 
-def _drop(server, *names):
-    for name in names:
-        server.drop_db(name)
-    leftovers = server.psql("SELECT datname FROM pg_database WHERE datname LIKE 'dbdr_staging_%' "
-                            "OR datname LIKE '%__pre_restore_%'")
-    for name in filter(None, leftovers.split("\n")):
-        server.drop_db(name)
-
-
 def test_restore_new_database_from_local_repository(pg_server_other, local_backup, gnupg_home, ansible_runner):
-    _drop(pg_server_other, "app", ODD_DB)
+    reset_target(pg_server_other, "app", ODD_DB)
     args = restore_args(pg_server_other, local_backup["repository"], gnupg_home, no_owner=True)
     result = run_restore(ansible_runner, args)
     assert result["changed"] is True
@@ -51,7 +42,7 @@ def test_restore_new_database_from_local_repository(pg_server_other, local_backu
 
 
 def test_restore_parallel_with_rename(pg_server_other, local_backup, gnupg_home, ansible_runner, tmp_path):
-    _drop(pg_server_other, "app_copy")
+    reset_target(pg_server_other, "app_copy")
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     args = restore_args(pg_server_other, local_backup["repository"], gnupg_home, databases=["app"],
@@ -64,7 +55,7 @@ def test_restore_parallel_with_rename(pg_server_other, local_backup, gnupg_home,
 
 
 def test_swap_replaces_live_database_and_keeps_previous(pg_server_other, local_backup, gnupg_home, ansible_runner):
-    _drop(pg_server_other, "app")
+    reset_target(pg_server_other, "app")
     args = restore_args(pg_server_other, local_backup["repository"], gnupg_home, databases=["app"], no_owner=True)
     run_restore(ansible_runner, args)
     # Production moves on: rows change after the backup.
@@ -103,7 +94,7 @@ def test_check_mode_reports_plan_and_changes_nothing(pg_server_other, local_back
 
 def _fresh_copy(server, local_backup, gnupg_home, ansible_runner, name="app"):
     """A live `name` database on the target server, restored from the backup."""
-    _drop(server, name)
+    reset_target(server, name)
     run_restore(ansible_runner, restore_args(server, local_backup["repository"], gnupg_home, databases=["app"],
                                              target_database=name, no_owner=True))
 
@@ -171,7 +162,7 @@ def test_restore_from_s3_with_passphrase_key(pg_server, pg_sample, pg_server_oth
     enc = encryption(gnupg_home, gnupg_home.passphrase_fpr)
     backup = run_backup(ansible_runner, backup_args(pg_server, repo, gnupg_home, databases=[ODD_DB], globals=False,
                                                     encryption=enc))
-    _drop(pg_server_other, ODD_DB)
+    reset_target(pg_server_other, ODD_DB)
     pass_file = tmp_path / "pass"
     pass_file.write_text(gnupg_home.passphrase + "\n")
     pass_file.chmod(0o600)
@@ -181,7 +172,7 @@ def test_restore_from_s3_with_passphrase_key(pg_server, pg_sample, pg_server_oth
     assert result["backup_id"] == backup["backup_id"]
     assert pg_server_other.table_checksums(ODD_DB) == pg_server.table_checksums(ODD_DB)
     # The same through a streamed (jobs 1) restore, with the passphrase given directly.
-    _drop(pg_server_other, ODD_DB)
+    reset_target(pg_server_other, ODD_DB)
     streamed = {"gnupghome": str(gnupg_home.home), "passphrase": gnupg_home.passphrase}
     run_restore(ansible_runner, dict(args, jobs=1, encryption=streamed))
     assert pg_server_other.table_checksums(ODD_DB) == pg_server.table_checksums(ODD_DB)

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from harness import REPO_ROOT, RunResult, quote_literal
-from module_args import backup_args, run_backup
+from module_args import backup_args, reset_target, run_backup
 
 PLAYBOOK = "playbooks/restore.yml"
 
@@ -40,19 +40,9 @@ def _extra(server, backup, gnupg_home, **more):
     return extra
 
 
-def _reset(server, *names):
-    """Drop the named databases and whatever earlier restores left on the server."""
-    for name in names:
-        server.drop_db(name)
-    leftovers = server.psql("SELECT datname FROM pg_database WHERE datname LIKE 'dbdr_staging_%' "
-                            "OR datname LIKE '%__pre_restore_%' OR datname LIKE '%__rolled_back_%'")
-    for name in filter(None, leftovers.split("\n")):
-        server.drop_db(name)
-
-
 def _live_app(server, backup):
     """A live "app" on the target whose data differs from the backup's; returns its checksums."""
-    _reset(server, "app")
+    reset_target(server, "app")
     server.create_db("app")
     server.psql("CREATE TABLE public.orders (id int PRIMARY KEY, note text); "
                 "INSERT INTO public.orders SELECT i, 'after the backup' FROM generate_series(1, 100) i", db="app")
@@ -83,7 +73,7 @@ def _hook_files(tmp_path):
 
 
 def test_confirmed_full_restore_then_swap(pg_server, pg_server_other, app_backup, gnupg_home, ansible_runner):
-    _reset(pg_server_other, "app")
+    reset_target(pg_server_other, "app")
     # Extra vars from a command line are strings: -e confirm=true must do.
     run = ansible_runner.run_playbook(PLAYBOOK, extra_vars=_extra(pg_server_other, app_backup, gnupg_home,
                                                                   confirm="true"))
@@ -119,7 +109,7 @@ def test_confirmed_full_restore_then_swap(pg_server, pg_server_other, app_backup
 
 
 def test_check_mode_is_a_dry_run(pg_server_other, app_backup, gnupg_home, ansible_runner):
-    _reset(pg_server_other, "app")
+    reset_target(pg_server_other, "app")
     before = pg_server_other.databases()
     run = ansible_runner.run_playbook(PLAYBOOK, extra_vars=_extra(pg_server_other, app_backup, gnupg_home),
                                       check=True)
@@ -129,7 +119,7 @@ def test_check_mode_is_a_dry_run(pg_server_other, app_backup, gnupg_home, ansibl
 
 
 def test_hooks_run_around_the_restore(pg_server_other, app_backup, gnupg_home, ansible_runner, tmp_path):
-    _reset(pg_server_other, "app")
+    reset_target(pg_server_other, "app")
     markers, hooks = _hook_files(tmp_path)
     run = ansible_runner.run_playbook(PLAYBOOK, extra_vars=_extra(pg_server_other, app_backup, gnupg_home,
                                                                   confirm=True, **hooks))
@@ -160,7 +150,7 @@ def test_post_hook_runs_when_the_restore_fails(pg_server_other, app_backup, gnup
 
 def test_table_level_restore_and_copy_next_to_production(pg_server_other, app_backup, gnupg_home, ansible_runner):
     """The two other sections of the runbook: mode tables, and target_database."""
-    _reset(pg_server_other, "app", "app_copy")
+    reset_target(pg_server_other, "app", "app_copy")
     ansible_runner.run_playbook(PLAYBOOK, extra_vars=_extra(pg_server_other, app_backup, gnupg_home, confirm=True))
     pg_server_other.psql("DELETE FROM public.orders WHERE id > 4000; UPDATE public.customers SET name = 'changed'",
                          db="app")

@@ -29,6 +29,22 @@ def unquote(name):
     return name
 
 
+def _quoted_end(text, start, backslash_escapes):
+    """Index just after the quoted string or identifier that opens at text[start]."""
+    quote, j, n = text[start], start + 1, len(text)
+    while j < n:
+        if backslash_escapes and text[j] == "\\":
+            j += 2
+            continue
+        if text[j] == quote:
+            if j + 1 < n and text[j + 1] == quote:
+                j += 2
+                continue
+            return j + 1
+        j += 1
+    return n
+
+
 def split_statements(text):
     """SQL statements of a pg_dumpall script, without comments or psql meta-commands.
 
@@ -39,43 +55,19 @@ def split_statements(text):
     at_line_start = True
     while i < n:
         ch = text[i]
-        if at_line_start and not "".join(current).strip() and ch == "\\":
-            end = text.find("\n", i)
-            i = n if end < 0 else end + 1
-            continue
-        at_line_start = ch == "\n"
-        if ch == "-" and text.startswith("--", i):
+        meta_command = at_line_start and ch == "\\" and not "".join(current).strip()
+        if meta_command or text.startswith("--", i):
             end = text.find("\n", i)
             i = n if end < 0 else end + 1
             at_line_start = True
             continue
-        if ch == "'":
-            escape = i > 0 and text[i - 1] in "eE" and (i < 2 or not (text[i - 2].isalnum() or text[i - 2] == "_"))
-            j = i + 1
-            while j < n:
-                if escape and text[j] == "\\":
-                    j += 2
-                    continue
-                if text[j] == "'":
-                    if j + 1 < n and text[j + 1] == "'":
-                        j += 2
-                        continue
-                    break
-                j += 1
-            current.append(text[i:j + 1])
-            i = j + 1
-            continue
-        if ch == '"':
-            j = i + 1
-            while j < n:
-                if text[j] == '"':
-                    if j + 1 < n and text[j + 1] == '"':
-                        j += 2
-                        continue
-                    break
-                j += 1
-            current.append(text[i:j + 1])
-            i = j + 1
+        at_line_start = ch == "\n"
+        if ch in "'\"":
+            # A backslash escapes only in E'' strings (an E that is not the end of a word).
+            escape = ch == "'" and text[i - 1:i] in ("e", "E") and not re.match(r"\w", text[i - 2:i - 1])
+            end = _quoted_end(text, i, escape)
+            current.append(text[i:end])
+            i = end
             continue
         if ch == "$":
             match = re.match(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$", text[i:])
