@@ -16,6 +16,7 @@ from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputEr
 from ansible_collections.dbdr.backup.plugins.module_utils._layout import (
     BACKUP_ID_RE, MANIFEST_NAME, backup_id_time, backups_prefix, manifest_key, validate_backup_id)
 from ansible_collections.dbdr.backup.plugins.module_utils._manifest import Manifest
+from ansible_collections.dbdr.backup.plugins.module_utils._verify.record import load_records
 
 _TIMESTAMP_RE = re.compile(
     r"^(\d{4})-?(\d{2})-?(\d{2})[T ](\d{2}):?(\d{2})(?::?(\d{2})(?:[.,](\d{1,9}))?)?"
@@ -56,15 +57,103 @@ def data_time(manifest):
     return parse_timestamp(manifest.finished_at, "finished_at")
 
 
-def backup_ids(repository, cluster):
+def backup_ids(repository, cluster, keys=None):
     """Ids of the complete backups (manifest present), oldest first."""
     prefix = backups_prefix(cluster)
     ids = []
-    for key in repository.list_keys(prefix):
+    for key in repository.list_keys(prefix) if keys is None else keys:
         rest = key[len(prefix):].split("/")
         if len(rest) == 2 and rest[1] == MANIFEST_NAME and BACKUP_ID_RE.match(rest[0]):
             ids.append(rest[0])
     return sorted(set(ids))
+
+
+class BackupEntry:
+    """A backup as the repository holds it: its manifest (or why it cannot be read), its
+    stored objects with their storage classes, and its verification records."""
+
+    def __init__(self, backup_id, manifest=None, error=None, objects=None, verifications=None):
+        self.backup_id = backup_id
+        self.manifest = manifest
+        self.error = error
+        self.objects = objects or []          # StoredObject (key, size, storage_class)
+        self.verifications = verifications or []   # VerificationRecord, oldest first
+
+    @property
+    def time(self):
+        return backup_id_time(self.backup_id)
+
+    @property
+    def whole(self):
+        """A full backup of its databases: what GFS slots, "latest" and RPO count."""
+        return self.manifest is not None and not self.manifest.partial and not self.manifest.safety_backup
+
+    @property
+    def last_verification(self):
+        return self.verifications[-1] if self.verifications else None
+
+    @property
+    def verified_good(self):
+        """Its newest verification passed (a later failed one withdraws an earlier proof)."""
+        last = self.last_verification
+        return last is not None and last.ok
+
+
+class Catalog:
+    """Everything a cluster's repository holds, read in three listings (backups, verification
+    records) and one GET per manifest. Shared by verification, information and retention."""
+
+    def __init__(self, cluster, entries, leftovers, records, problems):
+        self.cluster = cluster
+        self.entries = entries          # complete backups (manifest present), oldest first
+        self.leftovers = leftovers      # {backup_id: [StoredObject]} with no manifest
+        self.records = records          # {backup_id: [VerificationRecord]}, also of removed backups
+        self.problems = problems        # unreadable verification records
+
+    def get(self, backup_id):
+        for entry in self.entries:
+            if entry.backup_id == backup_id:
+                return entry
+        return None
+
+    @property
+    def readable(self):
+        return [e for e in self.entries if e.manifest is not None]
+
+    def newest(self, whole=True):
+        for entry in reversed(self.entries):
+            if entry.manifest is not None and (entry.whole or not whole):
+                return entry
+        return None
+
+    def newest_verified_good(self):
+        for entry in reversed(self.entries):
+            if entry.manifest is not None and entry.verified_good:
+                return entry
+        return None
+
+
+def read_catalog(repository, cluster, with_verifications=True):
+    prefix = backups_prefix(cluster)
+    by_id = {}
+    for stored in repository.list_objects(prefix):
+        rest = stored.key[len(prefix):].split("/")
+        if len(rest) == 2 and BACKUP_ID_RE.match(rest[0]):
+            by_id.setdefault(rest[0], []).append(stored)
+    records, problems = load_records(repository, cluster) if with_verifications else ({}, [])
+    entries, leftovers = [], {}
+    for backup_id in sorted(by_id):
+        objects = by_id[backup_id]
+        if not any(o.key.endswith("/" + MANIFEST_NAME) for o in objects):
+            leftovers[backup_id] = objects
+            continue
+        manifest, error = None, None
+        try:
+            manifest = load_manifest(repository, cluster, backup_id)
+        except InputError as exc:
+            error = exc.message
+        entries.append(BackupEntry(backup_id, manifest, error, objects, records.get(backup_id, [])))
+    return Catalog(cluster, entries, leftovers, records, problems)
 
 
 def load_manifest(repository, cluster, backup_id):

@@ -86,7 +86,7 @@ class ObjectSource:
             if exc.stage in _DECODERS:
                 # Only a decoder's failure can mean a damaged object; a consumer's (pg_restore,
                 # a full disk) says nothing about it and is not worth a second download.
-                self._diagnose()
+                self.checksum()
             if exc.stage == "gpg decrypt":
                 # The object is intact (checked just now): the key or its passphrase is the problem.
                 raise StageError("could not decrypt %s with the keyring %s: %s. Check that the private key is there "
@@ -105,7 +105,9 @@ class ObjectSource:
                 "it is corrupt or was altered; choose another backup_id"
                 % (self.describe(), self.manifest.backup_id, size, sha, self.record.size, self.record.sha256))
 
-    def _diagnose(self):
+    def checksum(self):
+        """Read the stored bytes only (no key needed): their size and SHA-256 must match the
+        manifest, else IntegrityError."""
         reader = self.repository.open_read(self.key)
         digest = hashlib.sha256()
         size = 0
@@ -119,6 +121,7 @@ class ObjectSource:
         finally:
             reader.close()
         self._compare(size, digest.hexdigest())
+        return size, digest.hexdigest()
 
     def verify(self):
         """Read the whole object back: checksum, decryption and decompression, output discarded."""

@@ -18,9 +18,9 @@ class Interrupted(BaseException):
     """A signal (Ansible timeout, systemd stop): unwind so that the cleanup runs."""
 
 
-def check_libraries(module, gnupg=True):
+def check_libraries(module, gnupg=True, postgres=True):
     """Fail the task with the standard message when a Python library it needs is missing."""
-    if not _pg.HAS_PSYCOPG2:
+    if postgres and not _pg.HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"), exception=str(_pg.PSYCOPG2_IMPORT_ERROR))
     if gnupg and not _gpg.HAS_GNUPG:
         module.fail_json(msg=missing_required_lib("python-gnupg"), exception=str(_gpg.GNUPG_IMPORT_ERROR))

@@ -177,3 +177,17 @@ def release_stage_fds(stage):
             os.close(fd)
         except OSError:
             pass
+
+
+def read_passphrase(spec):
+    """The passphrase of an `encryption` option: given, or read from passphrase_file, or None."""
+    if spec.get("passphrase"):
+        return spec["passphrase"]
+    path = spec.get("passphrase_file")
+    if path:
+        try:
+            with open(path, "r") as handle:
+                return handle.read().rstrip("\r\n")
+        except (IOError, OSError) as exc:
+            raise InputError("encryption.passphrase_file %r cannot be read: %s" % (path, exc.strerror))
+    return None

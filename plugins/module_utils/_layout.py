@@ -7,6 +7,7 @@ Every key is relative to the repository root and uses '/' as separator:
 
     <cluster>/backups/<backup_id>/manifest.json
     <cluster>/backups/<backup_id>/<object>
+    <cluster>/verify/<backup_id>/<timestamp>.json
     <cluster>/audit/<YYYY>/<MM>/<DD>/<timestamp>-<operation>.json
     <cluster>/lock
 """
@@ -126,6 +127,22 @@ def object_key(cluster, backup_id, name):
     return backup_prefix(cluster, backup_id) + name
 
 
+def verify_prefix(cluster, backup_id=None):
+    """Where verification records live: of one backup, or (backup_id None) of all."""
+    if backup_id is None:
+        return "%s/verify/" % validate_cluster(cluster)
+    return "%s/verify/%s/" % (validate_cluster(cluster), validate_backup_id(backup_id))
+
+
+def verify_key(cluster, backup_id, moment):
+    return verify_prefix(cluster, backup_id) + record_timestamp(moment) + ".json"
+
+
+def record_timestamp(moment):
+    """Sortable UTC timestamp with microseconds, for record names that must not collide."""
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
 def lock_key(cluster):
     return "%s/lock" % validate_cluster(cluster)
 
@@ -135,5 +152,4 @@ def audit_key(cluster, moment, operation):
     if not re.match(r"^[a-z_]+$", operation):
         raise InputError("invalid audit operation %r" % (operation,))
     return "%s/audit/%s/%s-%s.json" % (
-        validate_cluster(cluster), moment.strftime("%Y/%m/%d"),
-        moment.strftime("%Y%m%dT%H%M%S.%fZ"), operation)
+        validate_cluster(cluster), moment.strftime("%Y/%m/%d"), record_timestamp(moment), operation)

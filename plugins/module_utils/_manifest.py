@@ -61,6 +61,15 @@ class DatabaseRecord:
         # without --create leaves them out of the archive); absent in older manifests.
         self.properties = properties
 
+    def compare_rows(self, counts):
+        """Each recorded table against {(schema, name): rows} counted in a restored copy."""
+        comparison = []
+        for schema, name, expected in self.tables:
+            actual = counts.get((schema, name))
+            comparison.append({"schema": schema, "name": name, "backup_rows": expected, "restored_rows": actual,
+                               "match": expected is None or actual == expected})
+        return comparison
+
     def to_dict(self):
         data = {"name": self.name, "object": self.object_name, "size_bytes": self.size_bytes,
                 "duration_seconds": self.duration_seconds,
@@ -107,6 +116,32 @@ class Manifest:
     @property
     def total_bytes(self):
         return sum(o.size for o in self.objects)
+
+    @property
+    def partial(self):
+        """What a partial backup (schema or data only, some tables) leaves out; "" when whole."""
+        dump = self.dump or {}
+        parts = []
+        if dump.get("schema_only"):
+            parts.append("schema only")
+        if dump.get("data_only"):
+            parts.append("data only")
+        if dump.get("tables"):
+            parts.append("only tables %s" % ", ".join(dump["tables"]))
+        if dump.get("exclude_tables"):
+            parts.append("without tables %s" % ", ".join(dump["exclude_tables"]))
+        return ", ".join(parts)
+
+    @property
+    def safety_backup(self):
+        """Taken by restore of what it was about to replace (label purpose=pre-restore)."""
+        return (self.labels or {}).get("purpose") == "pre-restore"
+
+    @property
+    def protected(self):
+        """Labelled keep: retention never deletes it."""
+        value = (self.labels or {}).get("keep")
+        return value is not None and str(value).strip().lower() not in ("", "false", "no", "0", "off")
 
     def to_dict(self):
         data = {

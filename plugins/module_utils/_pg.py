@@ -12,6 +12,8 @@ import re
 import shutil
 import tempfile
 
+from concurrent.futures import ThreadPoolExecutor
+
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import ConnectError, DbdrError, InputError
 from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import clean_env, version_output
 
@@ -359,6 +361,23 @@ def foreign_keys(conn):
     return [tuple(r) for r in fetch_all(conn, _FOREIGN_KEYS)]
 
 
+def count_rows_parallel(params, dbname, tables, jobs):
+    """{(schema, name): rows} counted by `jobs` sessions, each taking a share of the tables."""
+    def count(share):
+        conn = connect(params, dbname)
+        try:
+            return [((s, n), count_rows(conn, s, n)) for s, n in share]
+        finally:
+            conn.close()
+    workers = max(1, min(jobs, len(tables)))
+    shares = [tables[i::workers] for i in range(workers)]
+    counts = {}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for part in pool.map(count, shares):
+            counts.update(part)
+    return counts
+
+
 def count_rows(conn, schema, name):
     query = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(sql.Identifier(schema), sql.Identifier(name))
     return int(fetch_value(conn, query))
@@ -396,3 +415,22 @@ def tool_version(path):
     if not match:
         raise InputError("cannot read the version of %s from %r" % (path, out.strip()))
     return int(match.group(1)), out
+
+
+_DUMP_VERSION_RE = re.compile(r"\(PostgreSQL\)\s+([0-9]+)")
+
+
+def restore_tools(manifest, server_major, needs, bin_dir=None):
+    """{tool: {path, version}} of the client tools that restore this backup: pg_restore must be
+    at least as new as the pg_dump that wrote it."""
+    tools = {}
+    match = _DUMP_VERSION_RE.search((manifest.tools or {}).get("pg_dump") or "")
+    dump_major = int(match.group(1)) if match else None
+    for tool in needs:
+        path = find_pg_tool(tool, server_major, bin_dir)
+        major, text = tool_version(path)
+        if tool == "pg_restore" and dump_major and major < dump_major:
+            raise InputError("%s is version %d but the backup was written by pg_dump %d: install the PostgreSQL %d "
+                             "client tools or set pg_bin_dir" % (path, major, dump_major, dump_major))
+        tools[tool] = {"path": path, "version": text.strip().splitlines()[0] if text else ""}
+    return tools

@@ -223,7 +223,7 @@ def _validate_request(request):
 
 def _suitability(request):
     def suitable(manifest):
-        if (manifest.labels or {}).get("purpose") == "pre-restore" and request.backup_id == "latest":
+        if manifest.safety_backup and request.backup_id == "latest":
             # The state a restore replaced is rarely what "latest" should bring back.
             return "a pre-restore safety backup (choose it by backup_id)"
         if manifest.kind != "logical":
@@ -236,7 +236,7 @@ def _suitability(request):
         missing = [d for d in request.databases if d not in names]
         if missing:
             return "it does not hold database%s %s" % ("s" if len(missing) > 1 else "", ", ".join(repr(m) for m in missing))
-        partial = _partial(manifest)
+        partial = manifest.partial
         if partial and request.mode == "tables" and "schema only" not in partial:
             return None   # the chosen tables are checked against what it holds
         if partial and (request.backup_id == "latest" or request.mode != "new"):
@@ -246,33 +246,6 @@ def _suitability(request):
     return suitable
 
 
-def _partial(manifest):
-    dump = manifest.dump or {}
-    parts = []
-    if dump.get("schema_only"):
-        parts.append("schema only")
-    if dump.get("data_only"):
-        parts.append("data only")
-    if dump.get("tables"):
-        parts.append("only tables %s" % ", ".join(dump["tables"]))
-    if dump.get("exclude_tables"):
-        parts.append("without tables %s" % ", ".join(dump["exclude_tables"]))
-    return ", ".join(parts)
-
-
-def _passphrase(spec):
-    if spec.get("passphrase"):
-        return spec["passphrase"]
-    path = spec.get("passphrase_file")
-    if path:
-        try:
-            with open(path, "r") as handle:
-                return handle.read().rstrip("\r\n")
-        except (IOError, OSError) as exc:
-            raise InputError("encryption.passphrase_file %r cannot be read: %s" % (path, exc.strerror))
-    return None
-
-
 def _encryption(request, manifest):
     if (manifest.encryption or {}).get("type") != "gpg":
         return None, None
@@ -280,25 +253,7 @@ def _encryption(request, manifest):
         raise InputError("python-gnupg is required to decrypt this backup (pip install python-gnupg)")
     fingerprints = [r.get("fingerprint") for r in manifest.encryption.get("recipients", [])]
     home = _gpg.check_secret_key(fingerprints, request.encryption.get("gnupghome"))
-    return home, _passphrase(request.encryption)
-
-
-_DUMP_VERSION_RE = re.compile(r"\(PostgreSQL\)\s+([0-9]+)")
-
-
-def _tools(request, manifest, server, needs):
-    tools = {}
-    dumped_by = (manifest.tools or {}).get("pg_dump") or ""
-    match = _DUMP_VERSION_RE.search(dumped_by)
-    dump_major = int(match.group(1)) if match else None
-    for tool in needs:
-        path = _pg.find_pg_tool(tool, server.major, request.pg_bin_dir)
-        major, text = _pg.tool_version(path)
-        if tool == "pg_restore" and dump_major and major < dump_major:
-            raise InputError("%s is version %d but the backup was written by pg_dump %d: install the PostgreSQL %d "
-                             "client tools or set pg_bin_dir" % (path, major, dump_major, dump_major))
-        tools[tool] = {"path": path, "version": text.strip().splitlines()[0] if text else ""}
-    return tools, dump_major
+    return home, _gpg.read_passphrase(request.encryption)
 
 
 def _resolve_tables(conn, request, record, database):
@@ -511,7 +466,7 @@ def plan_restore(request):
         needs.append("psql")
     if request.analyze and any(t.mode != "tables" for t in targets):
         needs.append("vacuumdb")
-    tools, _dump_major = _tools(request, manifest, server, needs)
+    tools = _pg.restore_tools(manifest, server.major, needs, request.pg_bin_dir)
     scratch = 0
     for t in targets:
         # Table restores read the archive out of its order (foreign keys first): a local copy.

@@ -20,8 +20,6 @@ import shutil
 import tempfile
 import time
 
-from concurrent.futures import ThreadPoolExecutor
-
 from ansible_collections.dbdr.backup.plugins.module_utils import _pg
 from ansible_collections.dbdr.backup.plugins.module_utils._audit import write_audit
 from ansible_collections.dbdr.backup.plugins.module_utils._backup.run import run_backup
@@ -115,32 +113,13 @@ def _verify_objects(plan, work_dir, result):
 
 
 def _count_rows(plan, dbname, tables):
-    """{(schema, name): rows} counted by `jobs` sessions, each taking a share of the tables."""
-    def count(share):
-        conn = _pg.connect(plan.request.connection, dbname)
-        try:
-            return [((s, n), _pg.count_rows(conn, s, n)) for s, n in share]
-        finally:
-            conn.close()
-    names = [(s, n) for s, n, _r in tables]
-    workers = max(1, min(plan.request.jobs, len(names)))
-    shares = [names[i::workers] for i in range(workers)]
-    counts = {}
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for part in pool.map(count, shares):
-            counts.update(part)
-    return counts
+    return _pg.count_rows_parallel(plan.request.connection, dbname, [(s, n) for s, n, _r in tables], plan.request.jobs)
 
 
 def _compare_rows(target, counts):
-    comparison, mismatches = [], []
-    for schema, name, expected in target.record.tables:
-        actual = counts.get((schema, name))
-        match = expected is None or actual == expected
-        comparison.append({"schema": schema, "name": name, "backup_rows": expected, "restored_rows": actual,
-                           "match": match})
-        if not match:
-            mismatches.append("%s.%s: %s restored, %s in the backup" % (schema, name, actual, expected))
+    comparison = target.record.compare_rows(counts)
+    mismatches = ["%s.%s: %s restored, %s in the backup" % (c["schema"], c["name"], c["restored_rows"], c["backup_rows"])
+                  for c in comparison if not c["match"]]
     if mismatches:
         raise IntegrityError("database %r restored from backup %s does not match its manifest: %s"
                              % (target.name, target.source.manifest.backup_id, "; ".join(mismatches[:10])),

@@ -27,10 +27,11 @@ def validate_key(key):
 
 
 class StoredObject:
-    def __init__(self, key, size, sha256=None):
+    def __init__(self, key, size, sha256=None, storage_class=None):
         self.key = key
         self.size = size
         self.sha256 = sha256
+        self.storage_class = storage_class   # S3 storage class; "LOCAL" for files
 
 
 class Repository(abc.ABC):
@@ -75,8 +76,22 @@ class Repository(abc.ABC):
         """Whether a key holds an object."""
 
     @abc.abstractmethod
+    def list_objects(self, prefix):
+        """Every object below prefix, recursively, sorted by key: StoredObject with size and
+        storage class."""
+
     def list_keys(self, prefix):
         """Every key below prefix, recursively, sorted."""
+        return [o.key for o in self.list_objects(prefix)]
+
+    def get_class(self, key):
+        """The GFS class an object is tagged with, or None where there are no tags (local)."""
+        return None
+
+    def set_class(self, key, gfs_class):
+        """Re-tag an object with a GFS class (S3 lifecycle rules act on the tag). Returns
+        whether the store keeps such a tag: a local directory has nothing to re-tag."""
+        return False
 
     @abc.abstractmethod
     def delete(self, key):

@@ -163,19 +163,26 @@ class LocalRepository(Repository):
     def exists(self, key):
         return os.path.isfile(self._path(key))
 
-    def list_keys(self, prefix):
+    def list_objects(self, prefix):
         base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
-        keys = []
+        found = []
         if not os.path.isdir(base):
-            return keys
+            return found
         for directory, dirs, files in os.walk(base):
             dirs.sort()
             for name in files:
                 if PARTIAL_MARK in name:
                     continue
-                rel = os.path.relpath(os.path.join(directory, name), self.root)
-                keys.append(rel.replace(os.sep, "/"))
-        return sorted(keys)
+                path = os.path.join(directory, name)
+                try:
+                    size = os.stat(path).st_size
+                except OSError as exc:
+                    if exc.errno == errno.ENOENT:
+                        continue   # deleted while we listed
+                    raise _translate(exc, path)
+                rel = os.path.relpath(path, self.root).replace(os.sep, "/")
+                found.append(StoredObject(rel, size, storage_class="LOCAL"))
+        return sorted(found, key=lambda o: o.key)
 
     def delete(self, key):
         path = self._path(key)

@@ -325,14 +325,36 @@ class S3Repository(Repository):
 
     @retried()
     @translate_errors("list")
-    def list_keys(self, prefix):
-        full = self.prefix + prefix
-        keys = []
+    def list_objects(self, prefix):
+        found = []
         paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
             for item in page.get("Contents", []):
-                keys.append(item["Key"][len(self.prefix):])
-        return sorted(keys)
+                found.append(StoredObject(item["Key"][len(self.prefix):], item.get("Size"),
+                                          storage_class=item.get("StorageClass") or "STANDARD"))
+        return sorted(found, key=lambda o: o.key)
+
+    @retried()
+    @translate_errors("get tags")
+    def _tags(self, key):
+        return self.client.get_object_tagging(Bucket=self.bucket, Key=self._key(key)).get("TagSet", [])
+
+    def get_class(self, key):
+        for tag in self._tags(key):
+            if tag.get("Key") == TAG_CLASS:
+                return tag.get("Value")
+        return None
+
+    @retried()
+    @translate_errors("tag")
+    def _put_tags(self, key, tags):
+        self.client.put_object_tagging(Bucket=self.bucket, Key=self._key(key), Tagging={"TagSet": tags})
+
+    def set_class(self, key, gfs_class):
+        # Other tags (cost allocation, legal) are kept; only ours changes.
+        tags = [t for t in self._tags(key) if t.get("Key") != TAG_CLASS]
+        self._put_tags(key, tags + [{"Key": TAG_CLASS, "Value": gfs_class}])
+        return True
 
     @retried()
     @translate_errors("delete")
