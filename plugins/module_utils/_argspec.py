@@ -97,3 +97,21 @@ def connection_params(params):
         unix_socket=params.get("login_unix_socket"),
         ssl_mode=params.get("ssl_mode"), ca_cert=params.get("ca_cert"), login_db=params.get("login_db"),
         connect_timeout=params.get("connect_timeout"))
+
+
+NOTIFY_EVENTS = ["verify_failed", "verify_ok", "rpo_breach", "rpo_ok", "size_anomaly"]
+
+
+def monitoring_argspec():
+    """doc fragment dbdr.backup.monitoring: webhook alerts and the Prometheus textfile."""
+    return dict(
+        notify=dict(type="dict", options=dict(
+            url=dict(type="str", required=True, no_log=True),
+            events=dict(type="list", elements="str", choices=NOTIFY_EVENTS,
+                        default=["verify_failed", "rpo_breach", "size_anomaly"]),
+            timeout=dict(type="int", default=10),
+            headers=dict(type="dict", no_log=True),
+            validate_certs=dict(type="bool", default=True),
+        )),
+        metrics_file=dict(type="path"),
+    )
