@@ -961,6 +961,15 @@ class BackgroundRun:
             self.proc.wait(timeout=30)
 
 
+def send_signal(pids, signum):
+    """Signal every pid; one already gone is not an error."""
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
 def process_tree(root_pid):
     """{pid: argv list} of root_pid's living descendants (from /proc), root excluded."""
     parents, cmdlines = {}, {}
@@ -1147,3 +1156,71 @@ class AnsibleRunner(Component):
         if verbosity:
             argv.append("-" + "v" * verbosity)
         return self._exec(argv, expect_rc, env, timeout)
+
+
+# --------------------------------------------------------------------------- webhook receiver
+
+
+class WebhookServer(Component):
+    """A real HTTP server on 127.0.0.1 that records every POST (path, headers, raw body and its
+    JSON) and answers from ``plan``: (status, text) or "hang" per request, then 200 "ok"."""
+
+    def __init__(self, path="/hooks/T000/B000/SECRETTOKEN"):
+        self.path = path
+        self.requests = []
+        self.plan = []
+        self.release = threading.Event()
+        self._server = None
+        self._thread = None
+
+    @property
+    def base(self):
+        return "http://127.0.0.1:%d" % self._server.server_address[1]
+
+    @property
+    def url(self):
+        return self.base + self.path
+
+    def setup(self):
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_POST(self):  # pylint: disable=invalid-name
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    parsed = json.loads(body.decode("utf-8"))
+                except ValueError:
+                    parsed = None
+                receiver.requests.append({"path": self.path, "headers": self.headers, "body": body, "json": parsed})
+                action = receiver.plan.pop(0) if receiver.plan else (200, "ok")
+                if action == "hang":
+                    receiver.release.wait(10)
+                    return
+                status, text = action
+                payload = text.encode("utf-8")
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def events(self):
+        return [r["json"]["event"] for r in self.requests]
+
+    def cleanup(self):
+        if self._server is not None:
+            self.release.set()
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(5)
+            self._server = None

@@ -12,7 +12,8 @@ __metaclass__ = type
 import datetime
 import re
 
-from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputError, NotFoundError
+from ansible_collections.dbdr.backup.plugins.module_utils._errors import (
+    InputError, NotFoundError, StorageError, TransientStorageError)
 from ansible_collections.dbdr.backup.plugins.module_utils._layout import (
     BACKUP_ID_RE, MANIFEST_NAME, backup_id_time, backups_prefix, manifest_key, validate_backup_id)
 from ansible_collections.dbdr.backup.plugins.module_utils._manifest import Manifest
@@ -45,7 +46,12 @@ def parse_timestamp(text, option="before"):
         delta = datetime.timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
         if offset[0] == "-":
             delta = -delta
-    return moment.replace(tzinfo=datetime.timezone(delta)).astimezone(datetime.timezone.utc)
+    try:
+        zone = datetime.timezone(delta)
+    except ValueError:
+        raise InputError("%s %r has an offset of a day or more; UTC offsets lie between -23:59 and +23:59"
+                         % (option, text))
+    return moment.replace(tzinfo=zone).astimezone(datetime.timezone.utc)
 
 
 def data_time(manifest):
@@ -150,7 +156,11 @@ def read_catalog(repository, cluster, with_verifications=True):
         manifest, error = None, None
         try:
             manifest = load_manifest(repository, cluster, backup_id)
-        except InputError as exc:
+        except TransientStorageError:
+            raise   # retried already; a flaky store must not turn into "damaged backups"
+        except (InputError, StorageError) as exc:
+            # Unparseable, tampered, or moved to an archive tier by a lifecycle rule: one
+            # backup that cannot be read must not hide the others.
             error = exc.message
         entries.append(BackupEntry(backup_id, manifest, error, objects, records.get(backup_id, [])))
     return Catalog(cluster, entries, leftovers, records, problems)

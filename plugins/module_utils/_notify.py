@@ -22,7 +22,7 @@ import urllib.request
 
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import DbdrError, InputError
 from ansible_collections.dbdr.backup.plugins.module_utils._report.html import (
-    failed_checks_summary, humanize_bytes, humanize_seconds, newest_backup, number)
+    failed_checks_summary, humanize_bytes, humanize_seconds, number)
 from ansible_collections.dbdr.backup.plugins.module_utils._retry import retried
 
 EVENTS = ("verify_failed", "verify_ok", "rpo_breach", "rpo_ok", "size_anomaly")
@@ -49,46 +49,6 @@ class TransientNotifyError(NotifyError):
     """A failure worth retrying: HTTP 429 or 5xx, refused or reset connection, timeout."""
 
 
-def notify(spec, event, status_or_details, **retry_options):
-    """Build the message for event from a report status (or from a details dict carrying 'cluster') and post it."""
-    if not isinstance(status_or_details, dict):
-        raise InputError("notify: expected a status or details dict, got %s" % type(status_or_details).__name__)
-    if _is_status(status_or_details):
-        cluster = status_or_details.get("cluster")
-        details = details_from_status(event, status_or_details)
-    else:
-        details = dict(status_or_details)
-        cluster = details.pop("cluster", None)
-    if not cluster:
-        raise InputError("notify: the cluster is unknown (give a status, or details with a 'cluster' key)")
-    return post(spec, build_message(event, cluster, details), **retry_options)
-
-
-def details_from_status(event, status):
-    """The details of event, taken from a report status (see _report.html)."""
-    _check_event(event)
-    if event in ("verify_failed", "verify_ok"):
-        verifications = [record for record in status.get("verifications") or () if isinstance(record, dict)]
-        if not verifications:
-            return {}
-        record = verifications[-1]
-        checks = [check for check in record.get("checks") or () if isinstance(check, dict)]
-        details = dict((key, record.get(key)) for key in
-                       ("backup_id", "level", "result", "started_at", "finished_at", "restore_seconds", "rto_target"))
-        details["checks_total"] = len(checks)
-        details["failed_checks"] = [check for check in checks if check.get("result") != "ok"]
-        return details
-    if event in ("rpo_breach", "rpo_ok"):
-        details = dict(status.get("rpo") or {})
-        details["newest_backup_id"] = status.get("newest_complete")
-        return details
-    backup = newest_backup(status) or {}
-    details = {"backup_id": backup.get("backup_id"), "total_bytes": backup.get("total_bytes")}
-    if isinstance(backup.get("size_anomaly"), dict):
-        details.update(backup["size_anomaly"])
-    return details
-
-
 def build_message(event, cluster, details):
     """The Slack-compatible body: a one-line 'text' plus event, cluster, severity and details."""
     _check_event(event)
@@ -101,7 +61,7 @@ def build_message(event, cluster, details):
 
 def post(spec, message, attempts=4, base_delay=0.5, max_delay=8.0, sleep=time.sleep):
     """POST message as JSON to spec['url'], retrying transient failures; {'event', 'status', 'attempts'}."""
-    url, timeout, headers, context = _check_spec(spec)
+    url, timeout, headers, context = check_spec(spec)
     if not isinstance(message, dict):
         raise InputError("notify: the message must be a dict, got %s" % type(message).__name__)
     body = json.dumps(message, sort_keys=True).encode("utf-8")
@@ -180,7 +140,9 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def _check_spec(spec):
+def check_spec(spec):
+    """(url, timeout, headers, ssl context) of a valid webhook spec; InputError (never quoting
+    the URL) otherwise. Modules call it before any work, post() before sending."""
     if not isinstance(spec, dict):
         raise InputError("notify: the webhook spec must be a dict with at least 'url'")
     url = spec.get("url")
@@ -253,10 +215,6 @@ def _scrub(text, url):
         if len(secret) > 1:
             text = text.replace(secret, _ELLIPSIS)
     return text
-
-
-def _is_status(value):
-    return "rpo" in value or "backups" in value or "verifications" in value
 
 
 def _check_event(event):

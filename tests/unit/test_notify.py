@@ -1,11 +1,11 @@
-import http.server
 import json
 import socket
 import ssl
-import threading
 import time
 
 import pytest
+
+import harness
 
 from ansible_collections.dbdr.backup.plugins.module_utils import _notify as notify_mod
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import DbdrError, InputError
@@ -14,53 +14,10 @@ from ansible_collections.dbdr.backup.plugins.module_utils._notify import NotifyE
 SECRET_PATH = "/hooks/T000/SECRET"
 
 
-class Hook:
-    """A real HTTP server on 127.0.0.1 that records requests and answers from a plan."""
-
-    def __init__(self):
-        self.requests = []
-        self.plan = []  # (status, body) or "hang"; empty: 200 "ok"
-        self.release = threading.Event()
-        hook = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                hook.requests.append({"path": self.path, "headers": self.headers, "body": self.rfile.read(length)})
-                action = hook.plan.pop(0) if hook.plan else (200, "ok")
-                if action == "hang":
-                    hook.release.wait(10)
-                    return
-                status, text = action
-                payload = text.encode("utf-8")
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-        self.base = "http://127.0.0.1:%d" % self.server.server_address[1]
-        self.url = self.base + SECRET_PATH + "?token=QUERYSECRET"
-
-    def stop(self):
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
-
-
 @pytest.fixture
 def hook():
-    server = Hook()
-    yield server
-    server.stop()
+    with harness.WebhookServer(SECRET_PATH + "?token=QUERYSECRET") as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)
@@ -240,33 +197,3 @@ def test_ssl_context_follows_validate_certs():
     assert notify_mod._ssl_context(True).verify_mode == ssl.CERT_REQUIRED
     unverified = notify_mod._ssl_context(False)
     assert unverified.verify_mode == ssl.CERT_NONE and not unverified.check_hostname
-
-
-def test_notify_from_status(hook):
-    status = {
-        "cluster": "prod-main", "backups": [], "newest_complete": "20261120T030000Z",
-        "rpo": {"status": "ok", "age_seconds": 60, "target_seconds": 86400},
-        "verifications": [
-            {"backup_id": "20261119T030000Z", "level": "checksum", "result": "ok", "checks": []},
-            {"backup_id": "20261120T030000Z", "level": "restore", "result": "failed", "finished_at": "2026-11-20T05:00:00+00:00",
-             "restore_seconds": 20.1, "rto_target": 3600,
-             "checks": [{"check": "row_count", "subject": "app.public.orders", "result": "row_count_mismatch", "detail": "x"},
-                        {"check": "row_count", "subject": "app.public.users", "result": "ok", "detail": "y"}]},
-        ],
-    }
-    options, sleeps = quick()
-    result = notify_mod.notify({"url": hook.url}, "verify_failed", status, **options)
-    assert result == {"event": "verify_failed", "status": 200, "attempts": 1}
-    body = json.loads(hook.requests[0]["body"].decode("utf-8"))
-    assert body["text"] == (":red_circle: dbdr.backup prod-main: verification of backup 20261120T030000Z FAILED "
-                            "(row_count_mismatch on app.public.orders)")
-    assert (body["event"], body["cluster"], body["severity"]) == ("verify_failed", "prod-main", "critical")
-    assert body["details"]["backup_id"] == "20261120T030000Z" and body["details"]["checks_total"] == 2
-    assert [check["subject"] for check in body["details"]["failed_checks"]] == ["app.public.orders"]
-
-    notify_mod.notify({"url": hook.url}, "rpo_ok", {"cluster": "prod-main", "age_seconds": 60, "target_seconds": 86400}, **options)
-    body = json.loads(hook.requests[1]["body"].decode("utf-8"))
-    assert body["details"] == {"age_seconds": 60, "target_seconds": 86400} and body["severity"] == "info"
-
-    with pytest.raises(InputError, match="cluster"):
-        notify_mod.notify({"url": hook.url}, "rpo_ok", {"age_seconds": 60}, **options)
