@@ -16,6 +16,10 @@ Fixtures (see harness.py for every method):
                    public_key_file, gpg(*args, input=None), encrypt(data, *fprs), decrypt(data)
   s3_server        harness.S3Server: endpoint_url, create_bucket(name), client(), reset(),
                    env(), repository(bucket, prefix), stop()
+  pristine_repo    (path, backup_id): a local repository with one backup of the sample databases
+                   (app and the odd one), encrypted to gnupg_home's plain key; one per test module
+  repo             ({"type": "local", "path": ...}, backup directory, backup_id): the test's own
+                   copy of pristine_repo, to damage at will
   ansible_runner   harness.AnsibleRunner: run_playbook(playbook, extra_vars=None, check=False,
                    diff=False, verbosity=0, expect_rc=0, env=None) -> RunResult and
                    run_adhoc(module, args, check=False, verbosity=0, expect_rc=0, env=None,
@@ -24,11 +28,13 @@ Fixtures (see harness.py for every method):
 
 from __future__ import annotations
 
+import shutil
 import sys
 
 import pytest
 
 import harness
+from module_args import ODD_DB, backup_args, run_backup
 
 # Make `ansible_collections.dbdr.backup...` importable for unit tests.
 _COLLECTIONS = str(harness.ensure_collection_link())
@@ -70,3 +76,19 @@ def s3_server():
 @pytest.fixture(scope="session")
 def ansible_runner():
     yield from _running(harness.AnsibleRunner())
+
+
+@pytest.fixture(scope="module")
+def pristine_repo(pg_server, pg_sample, gnupg_home, ansible_runner, tmp_path_factory):
+    path = tmp_path_factory.mktemp("pristine-repo")
+    result = run_backup(ansible_runner, backup_args(pg_server, {"type": "local", "path": str(path)}, gnupg_home,
+                                                    databases=["app", ODD_DB]))
+    return path, result["backup_id"]
+
+
+@pytest.fixture
+def repo(pristine_repo, tmp_path):
+    path, backup_id = pristine_repo
+    copy = tmp_path / "repo"
+    shutil.copytree(path, copy)
+    return {"type": "local", "path": str(copy)}, copy / "main" / "backups" / backup_id, backup_id

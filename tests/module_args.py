@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
+
+import pytest
 
 ODD_DB = 'odd "db" name ü'
 
@@ -75,3 +78,22 @@ def decrypt_stream(gnupg_home, path, decompress):
 
 def manifest_counts(database_record):
     return dict(("%s.%s" % (t["schema"], t["name"]), t["rows"]) for t in database_record["tables"])
+
+
+def task_playbook(module, args):
+    """A one-task playbook running dbdr.backup.<module> with every option from dbdr_args."""
+    options = dict((k, "{{ dbdr_args[%s] }}" % json.dumps(k)) for k in sorted(args))
+    return json.dumps([{"name": module, "hosts": "localhost", "gather_facts": False,
+                        "tasks": [{"name": module, "dbdr.backup." + module: options}]}])
+
+
+def wait_for(condition, what, background, timeout=60):
+    """Poll until condition() holds; fail if the background run ends first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if background.poll() is not None:
+            pytest.fail("the run ended while waiting for %s\n%s" % (what, background.describe()))
+        time.sleep(0.1)
+    pytest.fail("timed out waiting for %s" % what)

@@ -361,21 +361,33 @@ def foreign_keys(conn):
     return [tuple(r) for r in fetch_all(conn, _FOREIGN_KEYS)]
 
 
+def in_sessions(params, dbname, items, jobs, func):
+    """func(session, item) -> list for every item, spread over `jobs` sessions of dbname;
+    the lists joined."""
+    if not items:
+        return []
+
+    def work(share):
+        out = []
+        session = connect(params, dbname)
+        try:
+            for item in share:
+                out.extend(func(session, item))
+        finally:
+            session.close()
+        return out
+    workers = max(1, min(jobs, len(items)))
+    shares = [items[i::workers] for i in range(workers)]
+    joined = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for part in pool.map(work, shares):
+            joined.extend(part)
+    return joined
+
+
 def count_rows_parallel(params, dbname, tables, jobs):
     """{(schema, name): rows} counted by `jobs` sessions, each taking a share of the tables."""
-    def count(share):
-        conn = connect(params, dbname)
-        try:
-            return [((s, n), count_rows(conn, s, n)) for s, n in share]
-        finally:
-            conn.close()
-    workers = max(1, min(jobs, len(tables)))
-    shares = [tables[i::workers] for i in range(workers)]
-    counts = {}
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for part in pool.map(count, shares):
-            counts.update(part)
-    return counts
+    return dict(in_sessions(params, dbname, list(tables), jobs, lambda session, t: [(t, count_rows(session, *t))]))
 
 
 def count_rows(conn, schema, name):

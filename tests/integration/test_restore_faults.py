@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
 import signal
 import subprocess
@@ -20,26 +19,9 @@ import pytest
 
 import harness
 from harness import quote_ident
-from module_args import ODD_DB, backup_args, encryption, restore_args, run_backup, run_restore
-from wrappers import logging_wrapper, wrapper_logs
-
-
-@pytest.fixture(scope="module")
-def pristine_repo(pg_server, pg_sample, gnupg_home, ansible_runner, tmp_path_factory):
-    """A repository with one backup of app and the odd database, encrypted to the plain key;
-    tests get their own copy to damage."""
-    path = tmp_path_factory.mktemp("faults-repo")
-    result = run_backup(ansible_runner, backup_args(pg_server, {"type": "local", "path": str(path)}, gnupg_home,
-                                                    databases=["app", ODD_DB]))
-    return path, result["backup_id"]
-
-
-@pytest.fixture
-def repo(pristine_repo, tmp_path):
-    path, backup_id = pristine_repo
-    copy = tmp_path / "repo"
-    shutil.copytree(path, copy)
-    return {"type": "local", "path": str(copy)}, copy / "main" / "backups" / backup_id, backup_id
+from module_args import (
+    ODD_DB, backup_args, encryption, restore_args, run_backup, run_restore, task_playbook, wait_for)
+from wrappers import gated_pg_bin, logging_wrapper, wrapped_pg_bin, wrapper_logs
 
 
 @pytest.fixture
@@ -212,22 +194,9 @@ def test_target_server_down(pg_server_other, repo, production, gnupg_home, ansib
     production()
 
 
-def _wrapped_bin(tmp_path, server, pg_restore_body):
-    """A pg_bin_dir whose pg_restore runs `pg_restore_body` (bash; REAL is the real tool)."""
-    directory = tmp_path / "bin"
-    directory.mkdir()
-    for tool in ("psql", "vacuumdb", "pg_dump", "pg_dumpall"):
-        (directory / tool).symlink_to(server.bin_dir / tool)
-    script = directory / "pg_restore"
-    script.write_text("#!/bin/bash\nREAL=%s\nif [ \"$1\" = \"--version\" ]; then exec \"$REAL\" --version; fi\n%s\n"
-                      % (shlex.quote(str(server.bin_dir / "pg_restore")), pg_restore_body))
-    script.chmod(0o755)
-    return directory
-
-
 def test_pg_restore_failing_half_way(pg_server_other, repo, production, gnupg_home, ansible_runner, tmp_path):
     # The archive is cut after 200 kB: pg_restore has created tables and loaded some rows when it fails.
-    bin_dir = _wrapped_bin(tmp_path, pg_server_other, 'head -c 200000 | "$REAL" "$@"')
+    bin_dir = wrapped_pg_bin(tmp_path, pg_server_other, 'head -c 200000 | "$REAL" "$@"')
     args = _swap_args(pg_server_other, repo[0], gnupg_home, pg_bin_dir=str(bin_dir))
     result = run_restore(ansible_runner, args, expect_rc=2)
     assert result["stage"] == "pg_restore" and "exited with status" in result["msg"]
@@ -311,40 +280,17 @@ def test_swap_of_a_database_with_an_odd_name(pg_server_other, repo, gnupg_home, 
 
 # --- concurrency and interruption -------------------------------------------------------------
 
-def _gated_bin(tmp_path, server):
-    gate, started = tmp_path / "gate", tmp_path / "started"
-    body = "touch %s\nfor i in $(seq 600); do [ -e %s ] && break; sleep 0.1; done\nexec \"$REAL\" \"$@\"" % (
-        shlex.quote(str(started)), shlex.quote(str(gate)))
-    return _wrapped_bin(tmp_path, server, body), gate, started
-
-
 def _module_pids(background):
     return dict(harness.process_tree(background.pid))
 
 
-def _wait(condition, what, background, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        if background.poll() is not None:
-            pytest.fail("the restore ended while waiting for %s\n%s" % (what, background.describe()))
-        time.sleep(0.1)
-    pytest.fail("timed out waiting for %s" % what)
-
-
-def _restore_playbook(args):
-    task = {"name": "restore", "dbdr.backup.restore": {k: "{{ dbdr_args[%s] }}" % json.dumps(k) for k in sorted(args)}}
-    return json.dumps([{"name": "r", "hosts": "localhost", "gather_facts": False, "tasks": [task]}])
-
-
 def test_two_restores_of_one_database_never_run_at_once(pg_server_other, repo, production, gnupg_home,
                                                         ansible_runner, tmp_path):
-    bin_dir, gate, started = _gated_bin(tmp_path, pg_server_other)
+    bin_dir, gate, started = gated_pg_bin(tmp_path, pg_server_other)
     args = _swap_args(pg_server_other, repo[0], gnupg_home, pg_bin_dir=str(bin_dir))
-    first = ansible_runner.start_playbook(_restore_playbook(args), extra_vars={"dbdr_args": args})
+    first = ansible_runner.start_playbook(task_playbook("restore", args), extra_vars={"dbdr_args": args})
     try:
-        _wait(started.exists, "the first restore to reach pg_restore", first)
+        wait_for(started.exists, "the first restore to reach pg_restore", first)
         second = run_restore(ansible_runner, _swap_args(pg_server_other, repo[0], gnupg_home), expect_rc=2)
         assert second["stage"] == "lock" and "another restore" in second["msg"]
         # The second run changed nothing; the first is restoring into its staging database.
@@ -360,23 +306,19 @@ def test_two_restores_of_one_database_never_run_at_once(pg_server_other, repo, p
 
 def test_killed_restore_leaves_production_and_the_next_run_cleans_up(pg_server_other, repo, production,
                                                                      gnupg_home, ansible_runner, tmp_path):
-    bin_dir, gate, started = _gated_bin(tmp_path, pg_server_other)
+    bin_dir, gate, started = gated_pg_bin(tmp_path, pg_server_other)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     args = _swap_args(pg_server_other, repo[0], gnupg_home, pg_bin_dir=str(bin_dir), jobs=2, tmp_dir=str(scratch))
-    run = ansible_runner.start_playbook(_restore_playbook(args), extra_vars={"dbdr_args": args})
+    run = ansible_runner.start_playbook(task_playbook("restore", args), extra_vars={"dbdr_args": args})
     try:
-        _wait(started.exists, "the restore to reach pg_restore", run)
+        wait_for(started.exists, "the restore to reach pg_restore", run)
         staging = [d for d in pg_server_other.databases() if d.startswith("dbdr_staging_")]
         assert len(staging) == 1
         # Nothing secret on any command line of the running restore.
         for argv in _module_pids(run).values():
             assert not any("passphrase" in a and "fd" not in a for a in argv)
-        for pid in _module_pids(run):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        harness.send_signal(list(_module_pids(run)), signal.SIGKILL)
         run.wait(timeout=60, expect_rc=None)
     finally:
         gate.touch()
