@@ -53,7 +53,8 @@ def gpg_binary():
     return path
 
 
-def _home(gnupghome):
+def keyring_dir(gnupghome):
+    """The keyring directory: the given one (which must exist), else $GNUPGHOME or ~/.gnupg."""
     if gnupghome:
         if not os.path.isdir(gnupghome):
             raise InputError("encryption.gnupghome %r is not a directory" % (gnupghome,))
@@ -84,7 +85,7 @@ def resolve_recipients(recipients, gnupghome=None):
     if not recipients:
         raise InputError("encryption.recipients is empty: name at least one GPG public key "
                          "(fingerprint or key file), or set encryption.type: none explicitly")
-    home = _home(gnupghome)
+    home = keyring_dir(gnupghome)
     gpg = gnupg.GPG(gpgbinary=gpg_binary(), gnupghome=home, env=clean_env())
     now = int(time.time())
     resolved = []
@@ -133,7 +134,7 @@ def encrypt_stage(gnupghome, recipients):
 def check_secret_key(recipients, gnupghome=None):
     """The home directory to decrypt with, after making sure it holds a secret key for one of
     the fingerprints a backup was encrypted to (the manifest records them)."""
-    home = _home(gnupghome)
+    home = keyring_dir(gnupghome)
     wanted = [str(r).upper() for r in recipients if r]
     if not wanted:
         raise EncryptionError("the backup is marked as GPG-encrypted but its manifest names no recipient")

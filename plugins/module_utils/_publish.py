@@ -7,13 +7,15 @@ HTML), the Prometheus textfile and the webhook alerts, all from one status of th
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import os
+
 from ansible_collections.dbdr.backup.plugins.module_utils._catalog import read_catalog
-from ansible_collections.dbdr.backup.plugins.module_utils._errors import DbdrError, StageError
+from ansible_collections.dbdr.backup.plugins.module_utils._errors import DbdrError, InputError, StageError
 from ansible_collections.dbdr.backup.plugins.module_utils._layout import utc_now
-from ansible_collections.dbdr.backup.plugins.module_utils._notify import NotifyError, build_message, post
+from ansible_collections.dbdr.backup.plugins.module_utils._notify import NotifyError, build_message, check_spec, post
 from ansible_collections.dbdr.backup.plugins.module_utils._report.html import write_report
 from ansible_collections.dbdr.backup.plugins.module_utils._report.metrics import write_metrics
-from ansible_collections.dbdr.backup.plugins.module_utils._status import alerts, build_status
+from ansible_collections.dbdr.backup.plugins.module_utils._status import alerts, build_status, validate_options
 
 # A webhook message stays readable: the first failures, and how many there were.
 _MAX_FAILED_CHECKS = 20
@@ -37,15 +39,32 @@ def verify_events(records, notify_spec):
 
 def status_of(repository, params, now=None, filters=None):
     catalog = read_catalog(repository, params["cluster"])
-    return build_status(catalog, repository, now or utc_now(), rpo_target=params.get("rpo_target") or 86400,
+    return build_status(catalog, repository, now or utc_now(), rpo_target=params.get("rpo_target", 86400),
                         rpo_critical=params.get("rpo_critical"),
                         anomaly_threshold=params.get("size_anomaly_threshold", 0.5),
                         prices=params.get("prices"), currency=params.get("currency") or "USD", filters=filters)
 
 
+def check_options(params):
+    """Refuse bad publishing options before any work: the webhook spec, where the report and
+    the metrics go, the RPO targets."""
+    rpo_target = params.get("rpo_target")
+    validate_options(rpo_target=86400 if rpo_target is None else rpo_target, rpo_critical=params.get("rpo_critical"))
+    if params.get("notify"):
+        check_spec(params["notify"])
+    report = params.get("report")
+    if report and os.path.exists(report) and not os.path.isdir(report):
+        raise InputError("report %r exists and is not a directory" % (report,))
+    metrics = params.get("metrics_file")
+    if metrics and (os.path.isdir(metrics) or not os.path.isdir(os.path.dirname(metrics) or ".")):
+        raise InputError("metrics_file %r must be a file in an existing directory (node_exporter's textfile "
+                         "directory)" % (metrics,))
+
+
 def publish(repository, params, events=(), status=None, check_mode=False):
-    """Write the report and the metrics and send the alerts the options ask for. Returns the
-    module's result fields plus `warnings`; a webhook that fails is a warning, not a failure.
+    """Send the alerts, then write the report and the metrics, as the options ask. Returns the
+    module's result fields plus `warnings`. A webhook that fails is a warning; a report or
+    metrics file that cannot be written fails (StageError), after the alerts went out.
     In check mode nothing is written or sent: the alerts that would go out are listed."""
     out = {"warnings": []}
     wanted = (params.get("notify") or {}).get("events") or []
@@ -58,15 +77,6 @@ def publish(repository, params, events=(), status=None, check_mode=False):
         if params.get("notify"):
             out["notifications"] = [{"event": event, "skipped": "check mode"} for event, _details in due]
         return out
-    if params.get("report"):
-        out["report"] = write_report(params["report"], status)
-    if params.get("metrics_file"):
-        try:
-            write_metrics(params["metrics_file"], status)
-        except DbdrError as exc:
-            raise StageError("cannot write the metrics file %s: %s" % (params["metrics_file"], exc.message),
-                             stage="metrics")
-        out["metrics_file"] = params["metrics_file"]
     if params.get("notify"):
         out["notifications"] = []
         for event, details in due:
@@ -75,4 +85,15 @@ def publish(repository, params, events=(), status=None, check_mode=False):
             except NotifyError as exc:
                 out["notifications"].append({"event": event, "error": exc.message})
                 out["warnings"].append("the %s alert was not delivered: %s" % (event, exc.message))
+    failures = []
+    for option, write in (("report", write_report), ("metrics_file", write_metrics)):
+        if params.get(option):
+            try:
+                out[option] = write(params[option], status)
+            except DbdrError as exc:
+                failures.append("%s %s: %s" % (option, params[option], exc.message))
+    if failures:
+        error = StageError("cannot write %s" % "; ".join(failures), stage="publish")
+        error.published = out
+        raise error
     return out

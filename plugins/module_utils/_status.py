@@ -15,7 +15,7 @@ import datetime
 import math
 
 from ansible_collections.dbdr.backup.plugins.module_utils._catalog import data_time, parse_timestamp
-from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputError
+from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputError, NotFoundError
 from ansible_collections.dbdr.backup.plugins.module_utils._layout import (
     backup_id_time, backups_prefix, isoformat, manifest_key)
 from ansible_collections.dbdr.backup.plugins.module_utils._storage.base import GFS_CLASSES
@@ -107,7 +107,10 @@ def build_status(catalog, repository, now, rpo_target=86400, rpo_critical=None, 
 def _gfs_class(repository, cluster, entry):
     """The class lifecycle rules see: the S3 tag of the manifest (promotion re-tags), else the
     manifest's own class."""
-    tagged = repository.get_class(manifest_key(cluster, entry.backup_id))
+    try:
+        tagged = repository.get_class(manifest_key(cluster, entry.backup_id))
+    except NotFoundError:
+        tagged = None   # deleted by retention while we read: the listing is a moment in time
     if tagged:
         return tagged
     return entry.manifest.gfs_class if entry.manifest is not None else UNKNOWN_CLASS

@@ -233,12 +233,12 @@ stage:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.dbdr.backup.plugins.module_utils import _argspec, _notify, _status
+from ansible_collections.dbdr.backup.plugins.module_utils import _argspec, _status
 from ansible_collections.dbdr.backup.plugins.module_utils._catalog import read_catalog
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import DbdrError
 from ansible_collections.dbdr.backup.plugins.module_utils._glue import check_libraries
 from ansible_collections.dbdr.backup.plugins.module_utils._layout import utc_now, validate_cluster
-from ansible_collections.dbdr.backup.plugins.module_utils._publish import publish
+from ansible_collections.dbdr.backup.plugins.module_utils._publish import check_options, publish
 from ansible_collections.dbdr.backup.plugins.module_utils._storage.base import GFS_CLASSES, open_repository
 
 
@@ -265,9 +265,8 @@ def read_status(params, now):
                    anomaly_threshold=params["size_anomaly_threshold"], prices=params["prices"],
                    currency=params["currency"])
     since = _status.validate_options(since=params["since"], **options)
-    if params["notify"]:
-        # A bad webhook URL fails up front, not after the repository was read.
-        _notify.check_spec(params["notify"])
+    # A bad webhook URL or metrics path fails up front, not after the repository was read.
+    check_options(params)
     repository = open_repository(params["repository"])
     repository.check_readable()
     catalog = read_catalog(repository, params["cluster"])
@@ -292,7 +291,7 @@ def main():
             module.warn(warning)
         published = publish(repository, params, status=status, check_mode=module.check_mode)
     except DbdrError as exc:
-        module.fail_json(msg=str(exc), stage=exc.stage)
+        module.fail_json(msg=str(exc), stage=exc.stage, **getattr(exc, "published", {}))
     for warning in published.pop("warnings"):
         module.warn(warning)
     module.exit_json(changed=False, notifications=published.get("notifications", []),

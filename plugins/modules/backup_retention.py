@@ -130,7 +130,7 @@ RETURN = r'''
 kept:
   description:
     - The backups kept (oldest first), each with every reason it is kept (V(keep_last), V(daily 2026-11-20),
-      V(weekly 2026-W47), V(monthly 2026-11), V(yearly 2026), V(newest verified-good), V(younger than min_age),
+      V(weekly 2026-W47), V(monthly 2026-11), V(yearly 2026), V(newest verified-good), V(newest backup proven by a test restore), V(younger than min_age),
       V(labelled keep), V(unreadable manifest)) and the longest GFS class among its GFS reasons (null when it is kept
       for other reasons only).
   returned: success

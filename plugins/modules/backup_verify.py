@@ -195,8 +195,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.dbdr.backup.plugins.module_utils import _argspec
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import DbdrError
 from ansible_collections.dbdr.backup.plugins.module_utils._glue import Interrupted, check_libraries, raise_on_signals
-from ansible_collections.dbdr.backup.plugins.module_utils._publish import publish, verify_events
-from ansible_collections.dbdr.backup.plugins.module_utils._verify.run import VerifyRequest, plan_verify, run_verify
+from ansible_collections.dbdr.backup.plugins.module_utils._publish import check_options, publish, verify_events
+from ansible_collections.dbdr.backup.plugins.module_utils._verify.run import VerifyRequest, VerifyResult, plan_verify, run_verify
 
 
 def argument_spec():
@@ -237,27 +237,38 @@ def main():
     params = module.params
     check_libraries(module, gnupg=False, postgres=params["level"] == "restore")
     raise_on_signals()
-    plan = None
+    plan = result = None
     try:
+        check_options(params)
         plan = plan_verify(request_from(params))
         if module.check_mode:
             module.exit_json(changed=False, plan=plan.to_dict())
-        result = run_verify(plan)
+        result = VerifyResult()
+        run_verify(plan, result)
         records = [record for record, _key in result.records]
         published = publish(plan.repository, params, events=verify_events(records, params["notify"]))
     except DbdrError as exc:
-        module.fail_json(msg=str(exc), stage=exc.stage, plan=plan.to_dict() if plan else None)
+        module.fail_json(msg=str(exc), stage=exc.stage, plan=plan.to_dict() if plan else None,
+                         **dict(outcome(result), **getattr(exc, "published", {})) if result else {})
     except Interrupted as exc:
-        module.fail_json(msg="verification interrupted; the scratch database was dropped and no record was written: %s"
-                             % exc, stage="interrupted")
+        written = len(result.records) if result else 0
+        module.fail_json(msg="verification interrupted; the scratch database was dropped; %d verification record(s) "
+                             "had been written before: %s" % (written, exc), stage="interrupted")
     for warning in result.warnings + published.pop("warnings"):
         module.warn(warning)
-    outcome = dict(changed=True, result="ok" if result.ok else "failed", plan=plan.to_dict(),
-                   scratch_removed=result.scratch_removed,
-                   results=[dict(record.summary(), record=key) for record, key in result.records], **published)
+    done = dict(outcome(result), plan=plan.to_dict(), **published)
+    if result.error is not None:
+        module.fail_json(msg="verification stopped after %d backup(s): %s" % (len(result.records), result.error),
+                         stage=result.error.stage, **done)
     if not result.ok and params["fail_on_failure"]:
-        module.fail_json(msg="verification failed - %s" % result.failure_summary(), stage="verify", **outcome)
-    module.exit_json(**outcome)
+        module.fail_json(msg="verification failed - %s" % result.failure_summary(), stage="verify", **done)
+    module.exit_json(**done)
+
+
+def outcome(result):
+    return dict(changed=bool(result.records), result="ok" if result.ok else "failed",
+                scratch_removed=result.scratch_removed,
+                results=[dict(record.summary(), record=key) for record, key in result.records])
 
 
 if __name__ == "__main__":

@@ -273,7 +273,7 @@ def test_missing_repository_directory_is_a_clear_error(ansible_runner, tmp_path)
 
 @pytest.mark.parametrize("extra, message", [
     ({"since": "2026-11-20T03:00:00"}, "since '2026-11-20T03:00:00' has no UTC offset"),
-    ({"since": "2026-11-20T03:00:00+25:00"}, "since"),
+    ({"since": "2026-11-20T03:00:00+25:00"}, "offset of a day or more"),
     ({"since": "last tuesday"}, "not an ISO 8601 timestamp"),
     ({"rpo_target": -60}, "rpo_target must be a positive"),
     ({"rpo_target": 3600, "rpo_critical": 600}, "rpo_critical"),

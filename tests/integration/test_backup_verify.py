@@ -57,6 +57,7 @@ def _objects(backup_dir):
 @pytest.mark.parametrize("level", ["checksum", "readable"])
 def test_good_backup_passes_and_leaves_a_record(pg_server_other, repo, gnupg_home, ansible_runner, level):
     repository, backup_dir, backup_id = repo
+    manifest_bytes = (backup_dir / "manifest.json").read_bytes()
     result = run_verify(ansible_runner, verify_args(pg_server_other, repository, gnupg_home, level=level))
     assert result["changed"] is True and result["result"] == "ok"
     (summary,) = result["results"]
@@ -71,7 +72,7 @@ def test_good_backup_passes_and_leaves_a_record(pg_server_other, repo, gnupg_hom
         assert {c["subject"] for c in archive} == {o["name"] for o in _objects(backup_dir)[0]["objects"]}
         assert any("data for 4 tables" in c["detail"] for c in archive)
     # The manifest is never rewritten.
-    assert (backup_dir / "manifest.json").stat().st_mtime < time.time()
+    assert (backup_dir / "manifest.json").read_bytes() == manifest_bytes
 
 
 def test_restore_level_proves_the_backup_and_drops_the_scratch_database(pg_server_other, repo, gnupg_home,
@@ -431,3 +432,75 @@ def test_directory_format_backup(pg_server, pg_sample, pg_server_other, gnupg_ho
     assert result["result"] == "ok" and result["results"][0]["counts"] == {"ok": 6}
     result = run_verify(ansible_runner, dict(args, level="restore"))
     assert result["result"] == "ok" and scratch_databases(pg_server_other) == []
+
+
+# --- what the review found -----------------------------------------------------------------------
+
+@pytest.fixture
+def createdb_role(pg_server_other):
+    """A role with CREATEDB but no superuser, as the module's example uses."""
+    pg_server_other.psql("DROP ROLE IF EXISTS dbdr_verifier; "
+                         "CREATE ROLE dbdr_verifier LOGIN CREATEDB PASSWORD 'verifier-secret'")
+    yield {"login_user": "dbdr_verifier", "login_password": "verifier-secret"}
+    for name in scratch_databases(pg_server_other):
+        pg_server_other.drop_db(name)
+    pg_server_other.psql("DROP ROLE IF EXISTS dbdr_verifier")
+
+
+def test_non_superuser_scratch_role(pg_server_other, repo, gnupg_home, ansible_runner, createdb_role):
+    repository, backup_dir, backup_id = repo
+    args = verify_args(pg_server_other, repository, gnupg_home, level="restore", databases=["app"], **createdb_role)
+    # amcheck needs CREATE EXTENSION, which only a superuser may run: refused up front.
+    refused = run_verify(ansible_runner, dict(args, amcheck=True), expect_rc=2)
+    assert refused["stage"] == "validate" and "superuser" in refused["msg"]
+    assert stored_records(backup_dir.parents[2], backup_id) == []
+    result = run_verify(ansible_runner, args)
+    assert result["result"] == "ok" and scratch_databases(pg_server_other) == []
+    assert "verifier-secret" not in json.dumps(result)
+
+
+def test_amcheck_that_cannot_run_is_a_finding_not_a_crash(pg_server_other, createdb_role):
+    """The domain code maps a failing amcheck to its word instead of aborting the run."""
+    from ansible_collections.dbdr.backup.plugins.module_utils._pg import ConnectionParams
+    from ansible_collections.dbdr.backup.plugins.module_utils._verify import integrity
+    pg_server_other.drop_db("verify_amcheck_probe")
+    pg_server_other.create_db("verify_amcheck_probe")
+    try:
+        params = ConnectionParams(host=pg_server_other.host, port=pg_server_other.port,
+                                  user=createdb_role["login_user"], password=createdb_role["login_password"])
+        checks = integrity.amcheck_checks(params, "verify_amcheck_probe", "app", 150000, 2)
+        assert [(c.check, c.result) for c in checks] == [("amcheck", "assertion_failed")]
+        assert "amcheck could not run" in checks[0].detail
+    finally:
+        pg_server_other.drop_db("verify_amcheck_probe")
+
+
+def test_keyring_from_the_environment(pg_server_other, repo, gnupg_home, ansible_runner):
+    repository, _backup_dir, _backup_id = repo
+    args = verify_args(pg_server_other, repository, gnupg_home, level="readable")
+    args["encryption"] = {"type": "gpg"}   # no gnupghome: $GNUPGHOME, as gpg itself would
+    result = run_verify(ansible_runner, args, env={"GNUPGHOME": str(gnupg_home.home)})
+    assert result["result"] == "ok"
+
+
+def test_restore_level_of_some_databases_still_reads_the_others(pg_server_other, repo, gnupg_home, ansible_runner):
+    repository, backup_dir, _backup_id = repo
+    _manifest, objects = _objects(backup_dir)
+    _flip_byte(backup_dir / objects[ODD_DB]["name"])
+    result = run_verify(ansible_runner, verify_args(pg_server_other, repository, gnupg_home, level="restore",
+                                                    databases=["app"]), expect_rc=2)
+    assert words(result) == {("checksum", objects[ODD_DB]["name"]): "checksum_mismatch"}
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"notify": {"url": "htps://hooks.example.org/T0/SECRET"}}, "must be an http"),
+    ({"metrics_file": "/nonexistent-dir/dbdr.prom"}, "existing directory"),
+    ({"rpo_target": 0}, "rpo_target must be a positive"),
+])
+def test_bad_publishing_options_are_refused_before_anything(pg_server_other, repo, gnupg_home, ansible_runner,
+                                                            tmp_path, extra, message):
+    repository, backup_dir, backup_id = repo
+    result = run_verify(ansible_runner, verify_args(pg_server_other, repository, gnupg_home, **extra), expect_rc=2)
+    assert message in result["msg"] and result["stage"] == "validate"
+    assert "SECRET" not in json.dumps(result)
+    assert stored_records(backup_dir.parents[2], backup_id) == []

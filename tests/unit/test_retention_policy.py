@@ -23,15 +23,16 @@ def utc(text):
     return datetime.datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
 
 
-def entry(backup_id, labels=None, dump=None, verifications=(), unreadable=False):
-    """A backup as the catalog shows it; verifications: results of its checks, oldest first."""
+def entry(backup_id, labels=None, dump=None, verifications=(), unreadable=False, level="checksum"):
+    """A backup as the catalog shows it; verifications: results of its checks (at `level`),
+    oldest first."""
     if unreadable:
         return BackupEntry(backup_id, None, "manifest is not valid JSON")
     started = utc(backup_id).isoformat()
     manifest = Manifest(backup_id, "main", "logical", started, started,
                         [StoredObjectRecord("app.pgdump", "database", 10, "ab" * 32, database="app")],
                         [DatabaseRecord("app", "app.pgdump")], labels=labels, dump=dump)
-    records = [VerificationRecord(backup_id, "main", "checksum", started, started, [Check("checksum", "app.pgdump", r)])
+    records = [VerificationRecord(backup_id, "main", level, started, started, [Check("checksum", "app.pgdump", r)])
                for r in verifications]
     return BackupEntry(backup_id, manifest, None, [], records)
 
@@ -265,6 +266,18 @@ def test_newest_verified_good_is_never_deleted():
                entry("20260105T030000Z")]
     decisions = decide(entries, Policy(keep_last=1, min_age=0), utc("20260201T000000Z"))
     assert kept(decisions) == {"20260102T030000Z": ["newest verified-good"], "20260105T030000Z": ["keep_last"]}
+
+
+def test_a_nightly_checksum_does_not_unprotect_the_backup_the_drill_restored():
+    entries = [entry("20260101T030000Z", verifications=["ok"], level="restore"),
+               entry("20260102T030000Z", verifications=["ok", "row_count_mismatch"], level="restore"),
+               entry("20260103T030000Z"),
+               entry("20260104T030000Z", verifications=["ok"]),
+               entry("20260105T030000Z")]
+    decisions = decide(entries, Policy(keep_last=1, min_age=0), utc("20260201T000000Z"))
+    assert kept(decisions) == {"20260101T030000Z": ["newest backup proven by a test restore"],
+                               "20260104T030000Z": ["newest verified-good"],
+                               "20260105T030000Z": ["keep_last"]}
 
 
 def test_a_verified_safety_backup_does_not_unprotect_the_verified_whole_one():

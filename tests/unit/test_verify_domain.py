@@ -199,9 +199,15 @@ def test_one_unreadable_manifest_does_not_hide_the_others(tmp_path):
     _backup(writer, "20261118T030000Z")
     _backup(writer, "20261119T030000Z")
     catalog = read_catalog(_ArchivedManifests(str(tmp_path), "20261118T030000Z"), "main")
-    assert [(e.backup_id, e.manifest is None) for e in catalog.entries] == [("20261118T030000Z", True),
-                                                                             ("20261119T030000Z", False)]
+    found = [(e.backup_id, e.manifest is None) for e in catalog.entries]
+    assert found == [("20261118T030000Z", True), ("20261119T030000Z", False)]
     assert "archive tier" in catalog.entries[0].error
     # A store that keeps failing is an error of the run, not a verdict on the backups.
     with pytest.raises(TransientStorageError):
         read_catalog(_ArchivedManifests(str(tmp_path), "x", flaky=True), "main")
+
+
+def test_table_data_entries_match_the_most_specific_table():
+    data = ["public orders x app ", "Sales Data Quarterly \"Report\" app owner "]
+    tables = [("public", "orders"), ("public", "orders x"), ("Sales Data", "Quarterly \"Report\"")]
+    assert objects._tables_without_data(tables, data) == ["public.orders"]

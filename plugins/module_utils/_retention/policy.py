@@ -10,7 +10,8 @@ a period's representative is its OLDEST candidate, so that once a backup represe
 always does (promotion is monotonic, S3 tags never churn); the representatives of the newest N
 periods that hold candidates are kept (gaps do not shorten history).
 
-Protections keep a backup whatever the policy: the newest verified-good backup, one younger
+Protections keep a backup whatever the policy: the newest verified-good backup, the newest
+one whose last test restore (backup_verify level restore) passed, one younger
 than min_age, one labelled keep, one whose manifest cannot be read.
 """
 
@@ -35,6 +36,7 @@ DEFAULT_MIN_AGE = 86400
 REASON_KEEP_LAST = "keep_last"
 REASON_VERIFIED = "newest verified-good"
 REASON_VERIFIED_WHOLE = "newest verified-good whole backup"
+REASON_RESTORE_PROVEN = "newest backup proven by a test restore"
 REASON_MIN_AGE = "younger than min_age"
 REASON_LABEL = "labelled keep"
 REASON_UNREADABLE = "unreadable manifest"
@@ -54,6 +56,9 @@ def longest_class(classes):
 def load_timezone(name):
     if not isinstance(name, str) or not name.strip():
         raise InputError("policy.timezone must be an IANA time zone name such as UTC or Europe/Berlin")
+    if name.strip() in ("UTC", "Etc/UTC", "Z"):
+        # The default works on hosts without the tz database (minimal containers, no tzdata).
+        return datetime.timezone.utc
     if not HAS_ZONEINFO:
         raise InputError("policy.timezone needs Python 3.9 or later (zoneinfo) on the managed host")
     try:
@@ -153,6 +158,12 @@ class Decision:
         return {"backup_id": self.backup_id, "reasons": list(self.reasons), "gfs_class": self.gfs_class}
 
 
+def _restore_proven(entry):
+    """Its newest restore-level verification passed."""
+    restores = [r for r in getattr(entry, "verifications", None) or [] if r.level == "restore"]
+    return bool(restores) and restores[-1].ok
+
+
 def decide(entries, policy, now):
     """One Decision per entry (catalog.BackupEntry-like: backup_id, time, manifest, error, whole,
     verified_good), in the order given; `now` is an aware datetime."""
@@ -171,6 +182,11 @@ def decide(entries, policy, now):
         if verified_whole and verified_whole[-1] is not verified[-1]:
             # A verified safety or partial backup must not leave the proven whole one unprotected.
             verified_whole[-1].add(REASON_VERIFIED_WHOLE)
+    # A nightly checksum verification of the newest backup must not take the protection away
+    # from the backup the last DR drill restored.
+    proven = [d for d in readable if _restore_proven(d.entry)]
+    if proven:
+        proven[-1].add(REASON_RESTORE_PROVEN)
     min_age = datetime.timedelta(seconds=policy.min_age)
     for decision in decisions:
         entry = decision.entry

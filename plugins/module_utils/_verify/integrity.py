@@ -7,7 +7,10 @@ keys without orphans (every one found in the catalog), the user's assertions, am
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import re
+
 from ansible_collections.dbdr.backup.plugins.module_utils import _pg
+from ansible_collections.dbdr.backup.plugins.module_utils._errors import DbdrError
 from ansible_collections.dbdr.backup.plugins.module_utils._verify.record import Check
 
 # Foreign keys declared on a table itself (clones on partitions are checked through their
@@ -25,6 +28,18 @@ JOIN pg_class parent ON parent.oid = c.confrelid
 WHERE c.contype = 'f' AND c.conparentid = 0
 ORDER BY 2, 1
 """
+
+
+def row_count_checks_in(params, dbname, database, jobs):
+    """Count every recorded table in the restored copy; a table that cannot be counted (missing
+    from the restore) is a mismatch, not an aborted run."""
+    def count(session, table):
+        try:
+            return [(table, _pg.count_rows(session, *table))]
+        except DbdrError:
+            return [(table, None)]
+    tables = [(s, n) for s, n, _r in database.tables]
+    return row_count_checks(database, dict(_pg.in_sessions(params, dbname, tables, jobs, count)))
 
 
 def row_count_checks(database, counts):
@@ -58,6 +73,8 @@ def foreign_key_checks(params, dbname, label, jobs):
     conn = _pg.connect(params, dbname)
     try:
         keys = _pg.fetch_all(conn, _FOREIGN_KEYS)
+    except DbdrError as exc:
+        return [Check("foreign_key", label, "fk_orphans", "foreign keys could not be listed: %s" % exc.message)]
     finally:
         conn.close()
 
@@ -67,8 +84,8 @@ def foreign_key_checks(params, dbname, label, jobs):
         query = orphan_query(child, parent, match == "f", child_cols, parent_cols, child_part, parent_part)
         try:
             orphans = _pg.fetch_value(session, query)
-        except _pg.psycopg2.Error as exc:
-            return [Check("foreign_key", subject, "fk_orphans", "could not be checked: %s" % _first_line(exc))]
+        except DbdrError as exc:
+            return [Check("foreign_key", subject, "fk_orphans", "could not be checked: %s" % exc.message)]
         if orphans:
             return [Check("foreign_key", subject, "fk_orphans", "%d row(s) of %s reference no row of %s"
                           % (orphans, child, parent))]
@@ -78,6 +95,18 @@ def foreign_key_checks(params, dbname, label, jobs):
 
 def _first_line(exc):
     return (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+
+
+_QUOTED = re.compile(r'"[^"]*"')
+
+
+def _error_text(exc):
+    """The error's first line; a data or constraint error (SQLSTATE class 22, 23) quotes the
+    offending value, which stays out of records and alerts."""
+    text = _first_line(exc)
+    if (getattr(exc, "pgcode", None) or "")[:2] in ("22", "23"):
+        text = _QUOTED.sub('"(value omitted)"', text)
+    return text
 
 
 def assertion_checks(params, dbname, label, assertions):
@@ -94,7 +123,7 @@ def assertion_checks(params, dbname, label, assertions):
                     cur.execute(assertion["sql"])
                     rows = cur.fetchmany(6) if cur.description else []
             except _pg.psycopg2.Error as exc:
-                checks.append(Check("assertion", subject, "assertion_failed", "error: %s" % _first_line(exc)))
+                checks.append(Check("assertion", subject, "assertion_failed", "error: %s" % _error_text(exc)))
                 continue
             finally:
                 conn.rollback()
@@ -128,11 +157,12 @@ def amcheck_checks(params, dbname, label, server_version_num, jobs):
     """B-tree indexes (bt_index_check) and, on PostgreSQL 14+, heap pages (verify_heapam)."""
     conn = _pg.connect(params, dbname)
     try:
-        with conn.cursor() as cur:
-            cur.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
+        _pg.fetch_all(conn, "CREATE EXTENSION IF NOT EXISTS amcheck; SELECT 1")
         items = [("index", r[0]) for r in _pg.fetch_all(conn, _BTREE_INDEXES)]
         if server_version_num >= 140000:
             items += [("heap", r[0]) for r in _pg.fetch_all(conn, _HEAP_TABLES)]
+    except DbdrError as exc:
+        return [Check("amcheck", label, "assertion_failed", "amcheck could not run: %s" % exc.message)]
     finally:
         conn.close()
 
@@ -145,8 +175,9 @@ def amcheck_checks(params, dbname, label, server_version_num, jobs):
                 problems = 0
             else:
                 problems = _pg.fetch_value(session, "SELECT count(*) FROM verify_heapam(%s::regclass)", (relation,))
-        except _pg.psycopg2.Error as exc:
-            return [Check("amcheck", subject, "assertion_failed", _first_line(exc))]
+        except DbdrError as exc:
+            # bt_index_check raises on the corruption it finds: that is the finding.
+            return [Check("amcheck", subject, "assertion_failed", exc.message)]
         if problems:
             return [Check("amcheck", subject, "assertion_failed", "%d corrupt item(s)" % problems)]
         return []

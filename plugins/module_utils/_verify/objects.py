@@ -178,8 +178,7 @@ class _Inspector:
         data = [line.split(" TABLE DATA ", 1)[1] + " " for line in entries if " TABLE DATA " in line]
         missing = []
         if self.database is not None and not (self.source.manifest.dump or {}).get("schema_only"):
-            missing = ["%s.%s" % (s, n) for s, n, _rows in self.database.tables
-                       if not any(d.startswith("%s %s " % (s, n)) for d in data)]
+            missing = _tables_without_data([(s, n) for s, n, _rows in self.database.tables], data)
         if missing:
             return Check("archive", name, "unreadable", "the archive holds no data for %d table(s) the manifest "
                          "records: %s" % (len(missing), ", ".join(missing[:10])))
@@ -188,3 +187,15 @@ class _Inspector:
     def cleanup(self):
         if self.work_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+def _tables_without_data(tables, data):
+    """Tables no TABLE DATA entry is for. An entry is "<schema> <name> <owner> " with nothing
+    quoted, so it is given to the longest table prefix it starts with: the data of
+    public."orders x" never passes for public.orders."""
+    covered = set()
+    for line in data:
+        matching = [t for t in tables if line.startswith("%s %s " % t)]
+        if matching:
+            covered.add(max(matching, key=lambda t: len(t[0]) + len(t[1])))
+    return ["%s.%s" % t for t in tables if t not in covered]

@@ -47,7 +47,7 @@ class Check:
 
 class VerificationRecord:
     def __init__(self, backup_id, cluster, level, started_at, finished_at, checks, restore_seconds=None,
-                 rto_target=None, host=None, server=None, tools=None, duration_seconds=None):
+                 rto_target=None, host=None, server=None, tools=None, duration_seconds=None, steps=None):
         self.format_version = FORMAT_VERSION
         self.backup_id = backup_id
         self.cluster = cluster
@@ -61,6 +61,7 @@ class VerificationRecord:
         self.host = host
         self.server = server
         self.tools = tools or {}
+        self.steps = steps or []     # [{"step", "seconds"}]: where the time went
 
     @property
     def result(self):
@@ -87,7 +88,7 @@ class VerificationRecord:
             "level": self.level, "result": self.result, "started_at": self.started_at,
             "finished_at": self.finished_at, "duration_seconds": self.duration_seconds,
             "restore_seconds": self.restore_seconds, "rto_target": self.rto_target, "host": self.host,
-            "server": self.server, "tools": self.tools, "counts": self.counts(),
+            "server": self.server, "tools": self.tools, "counts": self.counts(), "steps": self.steps,
             "checks": [c.to_dict() for c in self.checks],
         }
 
@@ -116,7 +117,7 @@ class VerificationRecord:
         record = cls(data["backup_id"], data.get("cluster"), data["level"], data.get("started_at"),
                      data.get("finished_at"), [Check.from_dict(c) for c in data["checks"]],
                      data.get("restore_seconds"), data.get("rto_target"), data.get("host"), data.get("server"),
-                     data.get("tools"), data.get("duration_seconds"))
+                     data.get("tools"), data.get("duration_seconds"), data.get("steps"))
         if data.get("result") != record.result:
             raise InputError("verification record says %r but its checks say %r" % (data.get("result"), record.result))
         return record

@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -29,6 +30,7 @@ from ansible_collections.dbdr.backup.plugins.module_utils._layout import (
     backups_prefix, isoformat, utc_now, validate_backup_id, validate_cluster)
 from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import Stage, check_scratch_space, clean_env, run_checked
 from ansible_collections.dbdr.backup.plugins.module_utils._restore import database as _db
+from ansible_collections.dbdr.backup.plugins.module_utils._restore.run import Timings
 from ansible_collections.dbdr.backup.plugins.module_utils._storage.base import open_repository
 from ansible_collections.dbdr.backup.plugins.module_utils._verify import integrity, objects
 from ansible_collections.dbdr.backup.plugins.module_utils._verify.record import (
@@ -166,7 +168,7 @@ def plan_verify(request):
     if request.level != "checksum":
         # A key that is missing or wrong is a finding (decrypt_failed), not an input error:
         # proving that this host can decrypt the backups is part of the drill.
-        gnupghome = request.encryption.get("gnupghome") or None
+        gnupghome = _gpg.keyring_dir(request.encryption.get("gnupghome"))
         passphrase = _gpg.read_passphrase(request.encryption)
     plan = VerifyPlan(request, repository, entries, assertions, gnupghome, passphrase)
     manifests = [e.manifest for e in entries if e.manifest is not None]
@@ -197,6 +199,10 @@ def _plan_scratch(plan, manifests):
         if request.amcheck and not _pg.fetch_value(conn, "SELECT count(*) FROM pg_available_extensions "
                                                          "WHERE name = 'amcheck'"):
             raise InputError("amcheck is not available on the scratch server (install postgresql-contrib)")
+        if request.amcheck and not plan.server.is_superuser:
+            # amcheck is not a trusted extension: only a superuser creates it in the scratch database.
+            raise InputError("amcheck: true needs a superuser on the scratch server (CREATE EXTENSION amcheck); "
+                             "%r is not one" % (request.connection.user,))
     finally:
         conn.close()
     if manifests:
@@ -218,13 +224,14 @@ def _materialize(request, manifest):
 
 class VerifyResult:
     def __init__(self):
+        self.error = None        # the DbdrError that stopped the run early, if one did
         self.records = []        # (VerificationRecord, key)
         self.scratch_removed = []
         self.warnings = []
 
     @property
     def ok(self):
-        return all(r.ok for r, _key in self.records)
+        return self.error is None and all(r.ok for r, _key in self.records)
 
     def failure_summary(self, limit=10):
         """One line per failed backup: its result words and what they are about."""
@@ -232,30 +239,30 @@ class VerifyResult:
         for record, _key in self.records:
             if not record.ok:
                 found = sorted(set("%s (%s)" % (c.result, c.subject) for c in record.failures()))
-                lines.append("%s: %s%s" % (record.backup_id, ", ".join(found[:limit]),
-                                            " and %d more" % (len(found) - limit) if len(found) > limit else ""))
+                more = " and %d more" % (len(found) - limit) if len(found) > limit else ""
+                lines.append("%s: %s%s" % (record.backup_id, ", ".join(found[:limit]), more))
         return "; ".join(lines)
 
 
-def run_verify(plan):
-    result = VerifyResult()
-    locks = None
-    if plan.request.level == "restore":
-        locks = _db.TargetLocks(plan.request.connection)
+def run_verify(plan, result=None):
+    """Verify each planned backup and store its record. An error that stops the run (the
+    scratch server gone, the repository unwritable) is kept on the result with the records
+    written before it, so that they are still reported and published. Pass `result` to see
+    what was done also when a signal interrupts the run."""
+    result = result if result is not None else VerifyResult()
     try:
-        if locks is not None:
-            _remove_stale_scratch(plan, locks, result)
+        if plan.request.level == "restore":
+            _remove_stale_scratch(plan, result)
         for entry in plan.entries:
-            record = _verify_one(plan, entry, locks, result)
+            record = _verify_one(plan, entry, result)
             key = write_record(plan.repository, record, utc_now())
             result.records.append((record, key))
-    finally:
-        if locks is not None:
-            locks.release()
+    except DbdrError as exc:
+        result.error = exc
     return result
 
 
-def _verify_one(plan, entry, locks, result):
+def _verify_one(plan, entry, result):
     request = plan.request
     started = utc_now()
     record = VerificationRecord(entry.backup_id, request.cluster, request.level, isoformat(started), None, [],
@@ -270,7 +277,7 @@ def _verify_one(plan, entry, locks, result):
         by_object = dict((d.object_name, d) for d in manifest.databases)
         if request.level == "restore":
             record.server = plan.server.version if plan.server else None
-            _restore_level(plan, manifest, sources, by_object, locks, record, result)
+            _restore_level(plan, manifest, sources, by_object, record, result)
         else:
             for source in sources:
                 if request.level == "checksum":
@@ -283,7 +290,7 @@ def _verify_one(plan, entry, locks, result):
     return record
 
 
-def _restore_level(plan, manifest, sources, by_object, locks, record, result):
+def _restore_level(plan, manifest, sources, by_object, record, result):
     request = plan.request
     restore_seconds = 0.0
     restored_any = False
@@ -294,13 +301,17 @@ def _restore_level(plan, manifest, sources, by_object, locks, record, result):
             record.checks.extend(objects.readable(source, plan.tools["pg_restore"]["path"]))
             continue
         if request.databases and database.name not in request.databases:
+            # Not test-restored, but still proven to the level below: a record of level
+            # restore never leaves an object of the backup unread.
+            record.checks.extend(objects.readable(source, plan.tools["pg_restore"]["path"], database))
             continue
         found = objects.present(source)
         if found is not None:
             record.checks.append(found)
             continue
-        seconds, checks = _test_restore(plan, manifest, source, database, locks, result)
+        seconds, checks, steps = _test_restore(plan, manifest, source, database, result)
         record.checks.extend(checks)
+        record.steps.extend(steps)
         if seconds is not None:
             restore_seconds += seconds
             restored_any = True
@@ -316,18 +327,26 @@ def scratch_name(backup_id, run_id):
     return "%s%s_%s" % (SCRATCH_PREFIX, backup_id.lower(), run_id)
 
 
-def _test_restore(plan, manifest, source, database, locks, result):
+def _test_restore(plan, manifest, source, database, result):
     """Restore one database into a scratch database, check it, drop it. Returns (seconds the
-    restore took, or None when it failed; checks)."""
+    restore took, or None when it failed; checks; timed steps)."""
     request = plan.request
     name = scratch_name(manifest.backup_id, uuid.uuid4().hex[:8])
-    locks.take(name)
-    conn = _pg.connect(request.connection)
+    steps = Timings()
+    lock = _db.TargetLocks(request.connection)
+    try:
+        lock.take(name)
+        conn = _pg.connect(request.connection)
+    except BaseException:
+        lock.release()
+        raise
     work_dir = None
     try:
+        started = time.monotonic()
         _db.create_staging(conn, name, database.properties or {}, plan.server, {
             "kind": "verify", "backup_id": manifest.backup_id, "database": database.name,
             "host": socket.gethostname(), "pid": os.getpid()})
+        steps.step("create %s" % database.name, started)
         started = time.monotonic()
         argv = [plan.tools["pg_restore"]["path"], "--no-password", "--exit-on-error", "--dbname=" + name]
         if request.no_owner:
@@ -340,32 +359,61 @@ def _test_restore(plan, manifest, source, database, locks, result):
                 if _materialize(request, manifest):
                     work_dir = tempfile.mkdtemp(prefix="dbdr-verify-", dir=request.tmp_dir)
                     archive = _local_copy(source, manifest, work_dir)
+                    steps.step("local copy %s" % database.name, started)
+                    copied = time.monotonic()
                     run_checked(Stage("pg_restore", argv + ["--jobs=%d" % request.jobs, archive], env=env))
+                    steps.step("pg_restore %s" % database.name, copied)
                 else:
                     source.run(consumers=[Stage("pg_restore", argv, env=env)])
+                    steps.step("pg_restore %s (streamed, reading the object)" % database.name, started)
         except (IntegrityError, StageError, StorageError) as exc:
             if isinstance(exc, StageError) and exc.stage == "pg_restore":
-                return None, [Check("restore", database.name, "unreadable", exc.message)]
-            return None, [objects.failure_check(source, exc)]
+                # pg_restore may stop on damaged bytes before the checksum is known: name
+                # the damage if there is any, else the restore failed on a sound archive.
+                try:
+                    source.checksum()
+                except (IntegrityError, StorageError) as damage:
+                    return None, [objects.failure_check(source, damage)], steps.steps
+                return None, [Check("restore", database.name, "unreadable", exc.message)], steps.steps
+            return None, [objects.failure_check(source, exc)], steps.steps
         seconds = time.monotonic() - started
         checks = [Check("checksum", source.name, "ok", "%d bytes, SHA-256 matches" % source.record.size)]
         if source.encrypted:
             checks.append(Check("decrypt", source.name, "ok", "decrypted with the keyring"))
         checks.append(Check("restore", database.name, "ok", "restored in %.1f s" % seconds))
-        counts = _pg.count_rows_parallel(request.connection, name, [(s, n) for s, n, _r in database.tables],
-                                         request.jobs)
-        checks.extend(integrity.row_count_checks(database, counts))
-        checks.extend(integrity.foreign_key_checks(request.connection, name, database.name, request.jobs))
-        checks.extend(integrity.assertion_checks(request.connection, name, database.name,
-                                                 plan.assertions.get(database.name, [])))
-        if request.amcheck:
-            checks.extend(integrity.amcheck_checks(request.connection, name, database.name, plan.server.version_num,
-                                                   request.jobs))
-        return seconds, checks
+        checks.extend(_integrity(plan, name, database, steps))
+        return seconds, checks, steps.steps
     finally:
+        started = time.monotonic()
         if work_dir:
             shutil.rmtree(work_dir, ignore_errors=True)
         _drop_scratch(plan, conn, name, result)
+        lock.release()
+        steps.step("drop %s" % database.name, started)
+
+
+def _integrity(plan, name, database, steps):
+    """The checks of a restored scratch database, each timed."""
+    request = plan.request
+    checks = []
+    started = time.monotonic()
+    counts = _pg.count_rows_parallel(request.connection, name, [(s, n) for s, n, _r in database.tables], request.jobs)
+    checks.extend(integrity.row_count_checks(database, counts))
+    steps.step("row counts %s" % database.name, started)
+    started = time.monotonic()
+    checks.extend(integrity.foreign_key_checks(request.connection, name, database.name, request.jobs))
+    steps.step("foreign keys %s" % database.name, started)
+    assertions = plan.assertions.get(database.name, [])
+    if assertions:
+        started = time.monotonic()
+        checks.extend(integrity.assertion_checks(request.connection, name, database.name, assertions))
+        steps.step("assertions %s" % database.name, started)
+    if request.amcheck:
+        started = time.monotonic()
+        checks.extend(integrity.amcheck_checks(request.connection, name, database.name, plan.server.version_num,
+                                               request.jobs))
+        steps.step("amcheck %s" % database.name, started)
+    return checks
 
 
 def _local_copy(source, manifest, work_dir):
@@ -398,16 +446,30 @@ def _drop_scratch(plan, conn, name, result):
             pass
 
 
-def _remove_stale_scratch(plan, locks, result):
-    """Scratch databases of verifications that were killed: no running one holds their lock."""
+_SCRATCH_RE = re.compile(r"^%s[0-9]{8}t[0-9]{6}z_[0-9a-f]{8}$" % SCRATCH_PREFIX)
+
+
+def _remove_stale_scratch(plan, result):
+    """Scratch databases of verifications that were killed - marked, or named like one (killed
+    before the marker was set) - that no running verification holds the lock of."""
     conn = _pg.connect(plan.request.connection)
     try:
-        for name, _marker in _db.marked_databases(conn, "verify"):
+        marked = set(name for name, _marker in _db.marked_databases(conn, "verify"))
+        rows = _pg.fetch_all(conn, "SELECT datname FROM pg_database WHERE datname LIKE %s",
+                             (SCRATCH_PREFIX.replace("_", "\\_") + "%",))
+        named = set(r[0] for r in rows if _SCRATCH_RE.match(r[0]))
+        for name in sorted(marked | named):
+            lock = _db.TargetLocks(plan.request.connection)
             try:
-                locks.take(name)
+                lock.take(name)
+                _db.drop(conn, name, step="drop stale scratch database")
+                result.scratch_removed.append(name)
             except LockedError:
-                continue
-            _db.drop(conn, name, step="drop stale scratch database")
-            result.scratch_removed.append(name)
+                continue   # a running verification's
+            except DbdrError as exc:
+                result.warnings.append("the scratch database %r a killed verification left could not be dropped: %s"
+                                       % (name, exc))
+            finally:
+                lock.release()
     finally:
         conn.close()
