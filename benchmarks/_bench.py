@@ -3,7 +3,7 @@
 Sub-commands:
   free-port                      print a free loopback TCP port
   compressibility                pg_dump -Fc -Z0 | zstd -3: print raw/zstd bytes and ratio (JSON)
-  run                            the timed measurements (a-d backup, e-g restore), tables,
+  run                            the timed measurements (a-d backup, e-g restore, h verify), tables,
                                  targets, JSON report
 
 Measurement notes
@@ -16,6 +16,8 @@ Measurement notes
     local file, into a fresh database created from template0; (f)/(g) dbdr.backup.restore through
     ansible-playbook (benchmarks/restore.yml), mode new, from the local and the S3 (moto)
     repository. Every restored database is dropped after its run.
+  * Verify: (h) dbdr.backup.backup_verify level restore through ansible-playbook
+    (benchmarks/verify.yml), jobs 2, against the same baseline (e).
 """
 import argparse
 import json
@@ -588,6 +590,30 @@ def run_restore_playbook(a, work, repo_spec, label, gnupghome):
     }
 
 
+def run_verify_playbook(a, work, repo_spec, gnupghome, backup_id):
+    """One ansible-playbook run of benchmarks/verify.yml (backup_verify level restore)."""
+    tmp_dir = os.path.join(work, "verify-tmp")
+    os.makedirs(tmp_dir, exist_ok=True)
+    vars_path = os.path.join(work, "vars-verify.json")
+    write_vars(vars_path, {
+        "dbdr_login_host": a.host, "dbdr_login_port": int(a.port), "dbdr_login_user": a.user,
+        "dbdr_cluster": "bench", "dbdr_repository": repo_spec, "dbdr_encryption": {"gnupghome": gnupghome},
+        "dbdr_backup_id": backup_id, "dbdr_databases": [a.db], "dbdr_jobs": a.restore_jobs, "dbdr_tmp_dir": tmp_dir,
+    })
+    wall, summ, doc = run_ansible_playbook(
+        a, work, a.verify_playbook, vars_path, gnupghome,
+        backend_re=rf"^postgres: {re.escape(a.user)} dbdr_verify_\S+ |{SERVER_PROCS}")
+    res = next((r for r, action in task_results(doc) if action.endswith("backup_verify")), None)
+    if not res or res.get("result") != "ok":
+        raise RuntimeError(f"the verification did not pass: {json.dumps(res)[:2000] if res else 'no result'}")
+    (record,) = res["results"]
+    counts = record.get("counts") or {}
+    return {"wall_s": wall, "summary": summ, "duration_s": record.get("duration_seconds"),
+            "restore_seconds": record.get("restore_seconds"), "checks": counts.get("ok"),
+            "steps": [{"step": step_name(st["step"], a.db), "seconds": st["seconds"]} for st in record.get("steps") or []],
+            "measured_peak_rss": summ["processes"].get("module:backup_verify", {}).get("peak_rss_bytes") or None}
+
+
 def measure_restore(a, work, gnupghome, fpr, local_repo, s3_spec, best_of, rrows, notes, info):
     """(e) bare pg_restore of the decoded dump, (f) dbdr.backup.restore from the local
     repository, (g) the same from S3 (moto). Rows go to `rrows`, ratios against (e)."""
@@ -670,6 +696,22 @@ def measure_restore(a, work, gnupghome, fpr, local_repo, s3_spec, best_of, rrows
             notes.append(f"restore {label} FAILED: {e}")
             print(f"  FAILED: {e}", file=sys.stderr, flush=True)
             rrows.append({"name": name, "key": key, "error": str(e)[:2000]})
+
+    name = f"backup_verify level restore, jobs {j} (ansible-playbook)"
+    print(f"(h) ansible-playbook benchmarks/verify.yml (dbdr.backup.backup_verify level restore, jobs {j}) "
+          f"<- local repository", flush=True)
+    try:
+        r = best_of("verify", lambda _i: run_verify_playbook(a, work, {"type": "local", "path": local_repo}, gnupghome,
+                                                             manifest.get("backup_id")))
+        rrows.append({"name": name, "key": "verify_local", "seconds": round(r["wall_s"], 3),
+                      "ratio": round(r["wall_s"] / base, 2) if base else None,
+                      "module_seconds": r["duration_s"], "restore_seconds": r["restore_seconds"], "steps": r["steps"],
+                      "checks": r["checks"], "peak_rss_bytes": r["measured_peak_rss"], "runs_s": r["runs_s"],
+                      "cpu": r["summary"]})
+    except Exception as e:
+        notes.append(f"verify FAILED: {e}")
+        print(f"  FAILED: {e}", file=sys.stderr, flush=True)
+        rrows.append({"name": name, "key": "verify_local", "error": str(e)[:2000]})
 
 
 # --------------------------------------------------------------------------- run
@@ -941,6 +983,16 @@ def cmd_run(a):
                f"{added:.2f} s = {100 * added / rbare['seconds']:.0f}% of the bare pg_restore ({parts}, "
                f"module other {other:.1f}, ansible-playbook + plan {ansible:.1f}); with its pg_restore step "
                f"as long as the bare run: {(rbare['seconds'] + added) / rbare['seconds']:.2f}x")
+    vname = f"verify level restore <= 1.2x pg_restore -j{a.restore_jobs}"
+    rver = by_r.get("verify_local")
+    if rver and "error" not in rver and rbare and "error" not in rbare:
+        target(vname, "PASS" if rver["ratio"] <= 1.2 else "FAIL",
+               f"{rver['ratio']:.2f}x ({rver['seconds']:.2f} s vs {rbare['seconds']:.2f} s; test restore "
+               f"{rver['restore_seconds']:.2f} s, module {rver['module_seconds']:.2f} s, {rver['checks']} checks ok)")
+    elif a.skip_restore or not rver:
+        target(vname, "SKIP", "not measured")
+    else:
+        target(vname, "FAIL", "verification failed" if "error" in rver else "bare pg_restore failed")
     if rs3 and "error" not in rs3 and rs3.get("ratio") is not None:
         target("restore (s3/moto) vs pg_restore", "INFO",
                f"{rs3['ratio']:.2f}x ({rs3['seconds']:.2f} s): informational only, moto_server is slow "
@@ -989,6 +1041,7 @@ def main():
     a.module = os.path.join(a.root, "plugins", "modules", "pg_backup.py")
     a.restore_module = os.path.join(a.root, "plugins", "modules", "restore.py")
     a.restore_playbook = os.path.join(a.root, "benchmarks", "restore.yml")
+    a.verify_playbook = os.path.join(a.root, "benchmarks", "verify.yml")
     return cmd_run(a)
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark for the pg_backup engine: compares `ansible-playbook playbooks/backup.yml`
 # (pg_dump -Z0 | zstd | gpg -> repository) with bare pg_dump on a realistic ~1.6 GB database,
-# then dbdr.backup.restore of that backup (benchmarks/restore.yml, mode new, jobs 2) with bare
+# then dbdr.backup.restore of that backup (benchmarks/restore.yml, mode new, jobs 2) and a
+# restore-level dbdr.backup.backup_verify of it (benchmarks/verify.yml, jobs 2) with bare
 # `pg_restore -j2` of the same dump decoded once into a local file.
 #
 #   make bench                    # or: benchmarks/backup_bench.sh
@@ -15,7 +16,7 @@
 #                       (BENCH_PGHOST=127.0.0.1, BENCH_PGUSER=postgres; trust/pgpass auth)
 #   BENCH_JOBS=nproc    parallel loader sessions during data generation
 #   BENCH_S3=1          0: skip the S3 (moto) measurements (backup and restore)
-#   BENCH_RESTORE=1     0: skip the restore measurements
+#   BENCH_RESTORE=1     0: skip the restore and verification measurements
 #   BENCH_RESTORE_JOBS=2  pg_restore -j for the bare baseline and the module's `jobs`
 #   BENCH_PGBIN=/usr/lib/postgresql/15/bin
 #   BENCH_VENV=<repo>/.venv   python environment with ansible-core, boto3, moto[server]
