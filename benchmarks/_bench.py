@@ -541,12 +541,12 @@ def decode_to_file(obj, manifest, gnupghome, out_path):
     return time.monotonic() - t0
 
 
-def find_restore_result(doc):
-    """The dbdr.backup.restore result from ansible's json callback output."""
+def module_result(doc, module):
+    """The result of the dbdr.backup.<module> task in ansible's json callback output."""
     for res, action in task_results(doc):
-        if action.endswith("restore") or ("steps" in res and "duration_seconds" in res):
+        if action.endswith("." + module) or action == module:
             return res
-    return None
+    raise RuntimeError(f"could not find the {module} result in the json callback output")
 
 
 def step_name(name, db):
@@ -569,9 +569,7 @@ def run_restore_playbook(a, work, repo_spec, label, gnupghome):
     wall, summ, doc = run_ansible_playbook(
         a, work, a.restore_playbook, vars_path, gnupghome,
         backend_re=rf"^postgres: {re.escape(a.user)} (dbdr_staging_\S+|{re.escape(RESTORE_TARGET)}) |{SERVER_PROCS}")
-    res = find_restore_result(doc)
-    if not res:
-        raise RuntimeError("could not find the restore result in the json callback output")
+    res = module_result(doc, "restore")
     bad = [t for d in res.get("databases") or [] for t in d.get("tables") or [] if not t.get("match")]
     if bad or not res.get("databases"):
         raise RuntimeError(f"restore reported no database or row count mismatches: {bad[:5]}")
@@ -603,9 +601,9 @@ def run_verify_playbook(a, work, repo_spec, gnupghome, backup_id):
     wall, summ, doc = run_ansible_playbook(
         a, work, a.verify_playbook, vars_path, gnupghome,
         backend_re=rf"^postgres: {re.escape(a.user)} dbdr_verify_\S+ |{SERVER_PROCS}")
-    res = next((r for r, action in task_results(doc) if action.endswith("backup_verify")), None)
-    if not res or res.get("result") != "ok":
-        raise RuntimeError(f"the verification did not pass: {json.dumps(res)[:2000] if res else 'no result'}")
+    res = module_result(doc, "backup_verify")
+    if res.get("result") != "ok":
+        raise RuntimeError(f"the verification did not pass: {json.dumps(res)[:2000]}")
     (record,) = res["results"]
     counts = record.get("counts") or {}
     return {"wall_s": wall, "summary": summ, "duration_s": record.get("duration_seconds"),

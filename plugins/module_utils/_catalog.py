@@ -15,8 +15,9 @@ import re
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import (
     InputError, NotFoundError, StorageError, TransientStorageError)
 from ansible_collections.dbdr.backup.plugins.module_utils._layout import (
-    BACKUP_ID_RE, MANIFEST_NAME, backup_id_time, backups_prefix, manifest_key, validate_backup_id)
+    BACKUP_ID_RE, backup_id_time, backups_prefix, manifest_key, validate_backup_id)
 from ansible_collections.dbdr.backup.plugins.module_utils._manifest import Manifest
+from ansible_collections.dbdr.backup.plugins.module_utils._storage.base import GFS_CLASSES
 from ansible_collections.dbdr.backup.plugins.module_utils._verify.record import load_records
 
 _TIMESTAMP_RE = re.compile(
@@ -63,15 +64,26 @@ def data_time(manifest):
     return parse_timestamp(manifest.finished_at, "finished_at")
 
 
-def backup_ids(repository, cluster, keys=None):
-    """Ids of the complete backups (manifest present), oldest first."""
+def stored_backups(repository, cluster):
+    """{backup_id: [StoredObject]} of every directory below the cluster's backups that is named
+    like a backup id, complete or not."""
     prefix = backups_prefix(cluster)
-    ids = []
-    for key in repository.list_keys(prefix) if keys is None else keys:
-        rest = key[len(prefix):].split("/")
-        if len(rest) == 2 and rest[1] == MANIFEST_NAME and BACKUP_ID_RE.match(rest[0]):
-            ids.append(rest[0])
-    return sorted(set(ids))
+    by_id = {}
+    for stored in repository.list_objects(prefix):
+        backup_id = stored.key[len(prefix):].split("/", 1)[0]
+        if BACKUP_ID_RE.match(backup_id):
+            by_id.setdefault(backup_id, []).append(stored)
+    return by_id
+
+
+def is_complete(cluster, backup_id, objects):
+    """A backup is complete when its manifest is there (it is written last)."""
+    return any(o.key == manifest_key(cluster, backup_id) for o in objects)
+
+
+def backup_ids(repository, cluster):
+    """Ids of the complete backups (manifest present), oldest first."""
+    return sorted(i for i, objects in stored_backups(repository, cluster).items() if is_complete(cluster, i, objects))
 
 
 class BackupEntry:
@@ -122,10 +134,6 @@ class Catalog:
                 return entry
         return None
 
-    @property
-    def readable(self):
-        return [e for e in self.entries if e.manifest is not None]
-
     def newest(self, whole=True):
         for entry in reversed(self.entries):
             if entry.manifest is not None and (entry.whole or not whole):
@@ -139,18 +147,25 @@ class Catalog:
         return None
 
 
+def current_class(repository, cluster, entry):
+    """The GFS class lifecycle rules see for a backup: its manifest's tag where the store tags
+    (promotion re-tags it), else the class its manifest recorded."""
+    try:
+        tagged = repository.get_class(manifest_key(cluster, entry.backup_id))
+    except NotFoundError:
+        tagged = None   # deleted (by retention) while we read: the listing is a moment in time
+    if tagged in GFS_CLASSES:
+        return tagged
+    return entry.manifest.gfs_class if entry.manifest is not None else None
+
+
 def read_catalog(repository, cluster, with_verifications=True):
-    prefix = backups_prefix(cluster)
-    by_id = {}
-    for stored in repository.list_objects(prefix):
-        rest = stored.key[len(prefix):].split("/")
-        if len(rest) == 2 and BACKUP_ID_RE.match(rest[0]):
-            by_id.setdefault(rest[0], []).append(stored)
+    by_id = stored_backups(repository, cluster)
     records, problems = load_records(repository, cluster) if with_verifications else ({}, [])
     entries, leftovers = [], {}
     for backup_id in sorted(by_id):
         objects = by_id[backup_id]
-        if not any(o.key.endswith("/" + MANIFEST_NAME) for o in objects):
+        if not is_complete(cluster, backup_id, objects):
             leftovers[backup_id] = objects
             continue
         manifest, error = None, None

@@ -140,6 +140,17 @@ class ObjectSource:
                 pass
             raise
 
+    def local_copy(self, directory):
+        """Decrypt and decompress into the private `directory`, verified on the way, for a tool
+        that needs a seekable archive (pg_restore -j, pg_restore -L); returns what pg_restore
+        reads: the dump file, or the extracted directory of a directory-format dump."""
+        if (self.manifest.dump or {}).get("format") == "directory":
+            self.run(consumers=[Stage("tar", ["tar", "-x", "-C", directory, "-f", "-"], env=clean_env())])
+            return os.path.join(directory, "dump")
+        path = os.path.join(directory, "dump.pgdump")
+        self.materialize(path)
+        return path
+
     def read_small(self, limit=64 * 1024 * 1024):
         """The decoded content of a small object (globals), verified before it is returned."""
         chunks = []

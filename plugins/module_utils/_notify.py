@@ -21,7 +21,7 @@ import urllib.parse
 import urllib.request
 
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import DbdrError, InputError
-from ansible_collections.dbdr.backup.plugins.module_utils._report.html import (
+from ansible_collections.dbdr.backup.plugins.module_utils._report.common import (
     failed_checks_summary, humanize_bytes, humanize_seconds, number)
 from ansible_collections.dbdr.backup.plugins.module_utils._retry import retried
 

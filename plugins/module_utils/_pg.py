@@ -390,6 +390,21 @@ def count_rows_parallel(params, dbname, tables, jobs):
     return dict(in_sessions(params, dbname, list(tables), jobs, lambda session, t: [(t, count_rows(session, *t))]))
 
 
+def restore_argv(pg_restore, dbname, no_owner=False, no_privileges=False, jobs=1, archive=None):
+    """pg_restore into dbname, stopping at the first error; without `archive` it reads stdin
+    (a stream, so one job)."""
+    argv = [pg_restore, "--no-password", "--exit-on-error", "--dbname=" + dbname]
+    if no_owner:
+        argv.append("--no-owner")
+    if no_privileges:
+        argv.append("--no-privileges")
+    if archive is not None:
+        if jobs > 1:
+            argv.append("--jobs=%d" % jobs)
+        argv.append(archive)
+    return argv
+
+
 def count_rows(conn, schema, name):
     query = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(sql.Identifier(schema), sql.Identifier(name))
     return int(fetch_value(conn, query))

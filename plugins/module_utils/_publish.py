@@ -37,19 +37,25 @@ def verify_events(records, notify_spec):
     return events
 
 
-def status_of(repository, params, now=None, filters=None):
-    catalog = read_catalog(repository, params["cluster"])
+def status_of(repository, params, now=None, catalog=None):
+    """The status of the cluster's repository, with the options of the module's parameters."""
+    if catalog is None:
+        catalog = read_catalog(repository, params["cluster"])
     return build_status(catalog, repository, now or utc_now(), rpo_target=params.get("rpo_target", 86400),
                         rpo_critical=params.get("rpo_critical"),
                         anomaly_threshold=params.get("size_anomaly_threshold", 0.5),
-                        prices=params.get("prices"), currency=params.get("currency") or "USD", filters=filters)
+                        prices=params.get("prices"), currency=params.get("currency", "USD"))
 
 
 def check_options(params):
-    """Refuse bad publishing options before any work: the webhook spec, where the report and
-    the metrics go, the RPO targets."""
+    """Refuse bad status and publishing options before any work: RPO targets, anomaly threshold,
+    prices, `since`, the webhook spec, where the report and the metrics go. Returns `since`
+    parsed (or None)."""
     rpo_target = params.get("rpo_target")
-    validate_options(rpo_target=86400 if rpo_target is None else rpo_target, rpo_critical=params.get("rpo_critical"))
+    since = validate_options(rpo_target=86400 if rpo_target is None else rpo_target,
+                             rpo_critical=params.get("rpo_critical"),
+                             anomaly_threshold=params.get("size_anomaly_threshold", 0.5), prices=params.get("prices"),
+                             currency=params.get("currency", "USD"), since=params.get("since"))
     if params.get("notify"):
         check_spec(params["notify"])
     report = params.get("report")
@@ -59,6 +65,7 @@ def check_options(params):
     if metrics and (os.path.isdir(metrics) or not os.path.isdir(os.path.dirname(metrics) or ".")):
         raise InputError("metrics_file %r must be a file in an existing directory (node_exporter's textfile "
                          "directory)" % (metrics,))
+    return since
 
 
 def publish(repository, params, events=(), status=None, check_mode=False):

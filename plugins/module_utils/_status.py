@@ -14,10 +14,10 @@ __metaclass__ = type
 import datetime
 import math
 
-from ansible_collections.dbdr.backup.plugins.module_utils._catalog import data_time, parse_timestamp
-from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputError, NotFoundError
+from ansible_collections.dbdr.backup.plugins.module_utils._catalog import current_class, data_time, parse_timestamp
+from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputError
 from ansible_collections.dbdr.backup.plugins.module_utils._layout import (
-    backup_id_time, backups_prefix, isoformat, manifest_key)
+    backup_id_time, backups_prefix, isoformat)
 from ansible_collections.dbdr.backup.plugins.module_utils._storage.base import GFS_CLASSES
 
 # USD per GiB-month (AWS bills "GB-month" of 2^30 bytes), storage only: Amazon S3 list prices for
@@ -79,7 +79,7 @@ def build_status(catalog, repository, now, rpo_target=86400, rpo_critical=None, 
     validate_options(rpo_target, rpo_critical, anomaly_threshold, prices, currency)
     cluster = catalog.cluster
     readable = [e for e in catalog.entries if e.manifest is not None]
-    classes = dict((e.backup_id, _gfs_class(repository, cluster, e)) for e in catalog.entries)
+    classes = dict((e.backup_id, current_class(repository, cluster, e) or UNKNOWN_CLASS) for e in catalog.entries)
     anomalies = size_anomalies(readable, anomaly_threshold)
     backups = [_backup_dict(e, classes[e.backup_id], anomalies.get(e.backup_id)) for e in readable]
     newest = catalog.newest(whole=True)
@@ -103,18 +103,6 @@ def build_status(catalog, repository, now, rpo_target=86400, rpo_critical=None, 
 
 
 # --- the parts ---------------------------------------------------------------------------
-
-def _gfs_class(repository, cluster, entry):
-    """The class lifecycle rules see: the S3 tag of the manifest (promotion re-tags), else the
-    manifest's own class."""
-    try:
-        tagged = repository.get_class(manifest_key(cluster, entry.backup_id))
-    except NotFoundError:
-        tagged = None   # deleted by retention while we read: the listing is a moment in time
-    if tagged:
-        return tagged
-    return entry.manifest.gfs_class if entry.manifest is not None else UNKNOWN_CLASS
-
 
 def backup_time(entry):
     """When the backup's data was taken (its newest snapshot, else finish time, else id)."""

@@ -238,7 +238,7 @@ from ansible_collections.dbdr.backup.plugins.module_utils._catalog import read_c
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import DbdrError
 from ansible_collections.dbdr.backup.plugins.module_utils._glue import check_libraries
 from ansible_collections.dbdr.backup.plugins.module_utils._layout import utc_now, validate_cluster
-from ansible_collections.dbdr.backup.plugins.module_utils._publish import check_options, publish
+from ansible_collections.dbdr.backup.plugins.module_utils._publish import check_options, publish, status_of
 from ansible_collections.dbdr.backup.plugins.module_utils._storage.base import GFS_CLASSES, open_repository
 
 
@@ -261,16 +261,12 @@ def argument_spec():
 def read_status(params, now):
     """(unfiltered status, filtered status, warnings): everything is checked before the repository is read."""
     validate_cluster(params["cluster"])
-    options = dict(rpo_target=params["rpo_target"], rpo_critical=params["rpo_critical"],
-                   anomaly_threshold=params["size_anomaly_threshold"], prices=params["prices"],
-                   currency=params["currency"])
-    since = _status.validate_options(since=params["since"], **options)
-    # A bad webhook URL or metrics path fails up front, not after the repository was read.
-    check_options(params)
+    # Bad options, a bad webhook URL or metrics path fail up front, not after the repository was read.
+    since = check_options(params)
     repository = open_repository(params["repository"])
     repository.check_readable()
     catalog = read_catalog(repository, params["cluster"])
-    status = _status.build_status(catalog, repository, now, **options)
+    status = status_of(repository, params, now, catalog)
     shown = _status.apply_filters(status, dict(labels=params["labels"], gfs_class=params["gfs_class"], since=since))
     warnings = list(catalog.problems)
     warnings += ["backup %s is unreadable: %s" % (u["backup_id"], u["error"]) for u in status["unreadable"]]

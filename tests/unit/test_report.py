@@ -5,6 +5,7 @@ import json
 import os
 import re
 import stat
+import tempfile
 
 import pytest
 
@@ -356,6 +357,6 @@ def test_write_report_permission_problems_are_access_denied(tmp_path, monkeypatc
     assert os.listdir(str(tmp_path)) == []  # the temporary file is gone
     monkeypatch.undo()
 
-    monkeypatch.setattr(report.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
     with pytest.raises(AccessDeniedError):
         report.write_report(str(tmp_path), sample_status())

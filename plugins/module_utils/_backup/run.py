@@ -21,9 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.dbdr.backup.plugins.module_utils import _compression, _gpg, _pg
 from ansible_collections.dbdr.backup.plugins.module_utils._audit import write_audit
+from ansible_collections.dbdr.backup.plugins.module_utils._catalog import is_complete, stored_backups
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import DbdrError, LockedError, StageError, StorageError
 from ansible_collections.dbdr.backup.plugins.module_utils._layout import (
-    BACKUP_ID_RE, MANIFEST_NAME, backup_id_for, backup_prefix, backups_prefix, isoformat, lock_key, manifest_key, object_key,
+    backup_id_for, backup_prefix, backups_prefix, isoformat, lock_key, manifest_key, object_key,
     utc_now)
 from ansible_collections.dbdr.backup.plugins.module_utils._manifest import DatabaseRecord, Manifest, StoredObjectRecord
 from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import (
@@ -218,17 +219,12 @@ def _sweep_orphans(repository, cluster, warnings):
     Safe because the caller holds the cluster's lock: nothing else is writing backups now.
     """
     removed = repository.sweep_incomplete(backups_prefix(cluster))
-    by_backup = {}
-    prefix = backups_prefix(cluster)
-    for key in repository.list_keys(prefix):
-        backup_id = key[len(prefix):].split("/", 1)[0]
-        by_backup.setdefault(backup_id, []).append(key)
-    for backup_id, keys in sorted(by_backup.items()):
-        if not BACKUP_ID_RE.match(backup_id) or any(k.endswith("/" + MANIFEST_NAME) for k in keys):
-            continue  # complete backups, and anything that is not ours to judge
+    for backup_id, objects in sorted(stored_backups(repository, cluster).items()):
+        if is_complete(cluster, backup_id, objects):
+            continue
         try:
-            for key in keys:
-                repository.delete(key)
+            for stored in objects:
+                repository.delete(stored.key)
                 removed += 1
         except StorageError as exc:
             warnings.append("could not remove the objects of incomplete backup %s (ignored: it has no manifest): %s"

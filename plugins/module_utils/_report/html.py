@@ -16,26 +16,18 @@ with the metrics and notification code.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import datetime
-import errno
 import html
 import json
 import math
 import os
-import tempfile
 
-from ansible_collections.dbdr.backup.plugins.module_utils._errors import AccessDeniedError, InputError, StorageError
+from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputError
 from ansible_collections.dbdr.backup.plugins.module_utils._layout import validate_cluster
+from ansible_collections.dbdr.backup.plugins.module_utils._report.common import (
+    DASH, RESULT_WORDS, SEVERITIES, dicts, failed_checks_summary, format_time, humanize_bytes, humanize_seconds,
+    make_directory, newest_backup, newest_per_level, newest_verification, number, parse_time, short_number,
+    write_atomically)
 
-LEVELS = ("checksum", "readable", "restore")
-RESULT_WORDS = ("ok", "missing", "checksum_mismatch", "size_mismatch", "decrypt_failed", "unreadable",
-                "row_count_mismatch", "fk_orphans", "assertion_failed", "rto_exceeded")
-SEVERITIES = ("ok", "warning", "critical")
-
-_UTC = datetime.timezone.utc
-_DASH = "\u2014"
-_FILE_MODE = 0o644
-_DIR_MODE = 0o755
 
 # Chart geometry, in SVG user units (the SVG scales to the page width).
 _CHART_WIDTH = 760
@@ -93,135 +85,6 @@ footer{margin-top:2em;font-size:.85em;color:#57606a}
 # Shared small helpers
 # ---------------------------------------------------------------------------------------------
 
-def parse_time(value):
-    """An aware UTC datetime from an ISO 8601 string (or datetime); None when absent or unparsable."""
-    if isinstance(value, datetime.datetime):
-        moment = value
-    elif isinstance(value, str) and value.strip():
-        text = value.strip()
-        if text[-1] in "Zz":
-            text = text[:-1] + "+00:00"
-        try:
-            moment = datetime.datetime.fromisoformat(text)
-        except ValueError:
-            return None
-    else:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=_UTC)
-    return moment.astimezone(_UTC)
-
-
-def format_time(value, with_seconds=True):
-    """'2026-11-20 03:00:00 UTC'; an unparsable string is returned as it is, None as a dash."""
-    moment = parse_time(value)
-    if moment is None:
-        return _DASH if value is None or value == "" else str(value)
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC" if with_seconds else "%Y-%m-%d %H:%M UTC")
-
-
-def number(value):
-    """A finite float from an int/float (or numeric string); None otherwise. Booleans are not numbers."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        result = float(value)
-    except (TypeError, ValueError):
-        return None
-    return result if math.isfinite(result) else None
-
-
-def humanize_bytes(value):
-    """1536 -> '1.5 KiB'; binary units up to PiB."""
-    amount = number(value)
-    if amount is None:
-        return _DASH
-    sign = "-" if amount < 0 else ""
-    amount = abs(amount)
-    if amount < 1024:
-        return "%s%d B" % (sign, int(round(amount)))
-    units = ("KiB", "MiB", "GiB", "TiB", "PiB")
-    for index, unit in enumerate(units):
-        amount /= 1024.0
-        if round(amount, 1) < 1024 or index == len(units) - 1:
-            return "%s%.1f %s" % (sign, amount, unit)
-    return _DASH  # not reached
-
-
-def humanize_seconds(value):
-    """12.5 -> '12.5 s', 200 -> '3 min 20 s', 7500 -> '2 h 5 min', 93600 -> '1 d 2 h'."""
-    amount = number(value)
-    if amount is None:
-        return _DASH
-    if amount < 0:
-        return "-" + humanize_seconds(-amount)
-    if round(amount, 1) < 60:
-        return "%s s" % _short_number(round(amount, 1))
-    whole = int(round(amount))
-    for size, unit, minor_size, minor_unit in ((86400, "d", 3600, "h"), (3600, "h", 60, "min"), (60, "min", 1, "s")):
-        if whole >= size:
-            major, rest = divmod(whole, size)
-            minor = rest // minor_size
-            if minor:
-                return "%d %s %d %s" % (major, unit, minor, minor_unit)
-            return "%d %s" % (major, unit)
-    return "%d s" % whole  # not reached
-
-
-def failed_checks_summary(checks, limit=3):
-    """'row_count_mismatch on app.public.orders, missing on app.pgdump.zst (+2 more)'; '' if none failed."""
-    failed = [check for check in _dicts(checks) if check.get("result") != "ok"]
-    parts = []
-    for check in failed[:limit]:
-        word = str(check.get("result") or "unknown")
-        subject = check.get("subject")
-        parts.append("%s on %s" % (word, subject) if subject not in (None, "") else word)
-    summary = ", ".join(parts)
-    if len(failed) > limit:
-        summary += " (+%d more)" % (len(failed) - limit)
-    return summary
-
-
-def newest_backup(status):
-    """The record of the newest complete backup (status['newest_complete'], else the last backup), or None."""
-    backups = _dicts(status.get("backups"))
-    wanted = status.get("newest_complete")
-    if wanted is None:
-        return backups[-1] if backups else None
-    for backup in reversed(backups):
-        if backup.get("backup_id") == wanted:
-            return backup
-    return {"backup_id": wanted}
-
-
-def newest_verification(status, backup_id):
-    """The newest verification record of one backup, with its checks when the status lists them."""
-    listed = None
-    for record in _dicts(status.get("verifications")):
-        if record.get("backup_id") == backup_id:
-            listed = record
-    embedded = None
-    for backup in _dicts(status.get("backups")):
-        if backup.get("backup_id") == backup_id and isinstance(backup.get("verification"), dict):
-            embedded = dict(backup["verification"], backup_id=backup_id)
-    if listed is None or embedded is None:
-        return listed if listed is not None else embedded
-    listed_at, embedded_at = parse_time(listed.get("finished_at")), parse_time(embedded.get("finished_at"))
-    if listed_at is not None and embedded_at is not None and embedded_at > listed_at:
-        return embedded
-    return listed
-
-
-def newest_per_level(verifications):
-    """{level: newest record of that level}, levels in checksum, readable, restore, others-by-name order."""
-    newest = {}
-    for record in _dicts(verifications):
-        level = record.get("level")
-        if level is not None:
-            newest[str(level)] = record
-    return dict((level, newest[level]) for level in sorted(newest, key=_level_key))
-
-
 def overall_verdict(status):
     """{'status': ok|warning|critical, 'problems': [one line each]}: ok only when the RPO status is ok
     and the newest verification of the newest complete backup passed."""
@@ -252,51 +115,6 @@ def overall_verdict(status):
     severity = max((entry[0] for entry in problems), key=SEVERITIES.index, default="ok")
     return {"status": severity, "problems": [entry[1] for entry in problems]}
 
-
-def write_atomically(path, data, mode=_FILE_MODE):
-    """Write bytes to path through a temporary file in the same directory (fsync, chmod, os.replace)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, temporary = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise _file_error(exc, directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except OSError as exc:
-        _discard(temporary)
-        raise _file_error(exc, path)
-    except BaseException:
-        _discard(temporary)
-        raise
-    _fsync_directory(directory)
-    return path
-
-
-def make_directory(directory, mode=_DIR_MODE):
-    """Create directory and missing parents with mode (whatever the umask); InputError if a file is in the way."""
-    if os.path.isdir(directory):
-        return
-    if os.path.lexists(directory):
-        raise InputError("%s exists and is not a directory" % directory)
-    parent = os.path.dirname(os.path.normpath(directory))
-    if parent and parent != directory:
-        make_directory(parent, mode)
-    try:
-        os.mkdir(directory, mode)
-        os.chmod(directory, mode)
-    except OSError as exc:
-        if exc.errno != errno.EEXIST or not os.path.isdir(directory):
-            raise _file_error(exc, directory)
-
-
-# ---------------------------------------------------------------------------------------------
-# Public entry points
-# ---------------------------------------------------------------------------------------------
 
 def report_json(status):
     """The status as pretty, key-sorted UTF-8 JSON."""
@@ -370,7 +188,7 @@ def _header(status, verdict):
     ]
     if word == "ok":
         lines.append("<p><strong>Verdict: OK</strong> %s the newest complete backup is within the RPO target and "
-                     "its newest verification passed.</p>" % _DASH)
+                     "its newest verification passed.</p>" % DASH)
     else:
         lines.append("<p><strong>Verdict: %s</strong></p>" % _esc(word.upper()))
         lines.append("<ul>")
@@ -418,7 +236,7 @@ def _summary_boxes(status):
         lines.append('<p class="st-critical">None: no backup has passed a verification.</p>')
     else:
         good = None
-        for record in _dicts(status.get("verifications")):
+        for record in dicts(status.get("verifications")):
             if record.get("backup_id") == good_id and record.get("result") == "ok":
                 good = record
         lines.append("<p><code>%s</code></p>" % _esc(good_id))
@@ -431,7 +249,7 @@ def _summary_boxes(status):
 
 
 def _unreadable_section(status):
-    unreadable = _dicts(status.get("unreadable"))
+    unreadable = dicts(status.get("unreadable"))
     if not unreadable:
         return []
     lines = ['<h2 class="st-warning">Unreadable backups</h2>',
@@ -444,7 +262,7 @@ def _unreadable_section(status):
 
 
 def _charts_section(status):
-    backups = _dicts(status.get("backups"))
+    backups = dicts(status.get("backups"))
     size_points = []
     duration_points = []
     for backup in backups:
@@ -456,13 +274,13 @@ def _charts_section(status):
             tip = "%s: %s" % (backup_id, humanize_bytes(size))
             if isinstance(anomaly, dict):
                 tip += " (size anomaly: %sx the baseline %s)" % (
-                    _short_number(number(anomaly.get("ratio")) or 0), humanize_bytes(anomaly.get("baseline_bytes")))
+                    short_number(number(anomaly.get("ratio")) or 0), humanize_bytes(anomaly.get("baseline_bytes")))
             size_points.append(_point(when, size, backup_id, tip, "anomaly" if anomaly else "pt"))
         duration = number(backup.get("duration_seconds"))
         if duration is not None:
             duration_points.append(_point(when, duration, backup_id, "%s: %s" % (backup_id, humanize_seconds(duration)), "pt"))
 
-    restores = [record for record in _dicts(status.get("verifications")) if record.get("level") == "restore"]
+    restores = [record for record in dicts(status.get("verifications")) if record.get("level") == "restore"]
     current_target = None
     for record in restores:
         if number(record.get("rto_target")) is not None:
@@ -514,7 +332,7 @@ def _checks_section(status):
     lines.append("<table class=\"checks\"><thead><tr><th>Level</th><th>Backup</th><th>Check</th><th>Subject</th>"
                  "<th>Result</th><th>Detail</th></tr></thead><tbody>")
     for level, record in per_level.items():
-        checks = _dicts(record.get("checks"))
+        checks = dicts(record.get("checks"))
         if not checks:
             lines.append("<tr><td>%s</td><td><code>%s</code></td><td colspan=\"2\" class=\"muted\">no check recorded</td>"
                          "<td>%s</td><td></td></tr>" % (_esc(level), _esc(record.get("backup_id")), _word(record.get("result"))))
@@ -527,7 +345,7 @@ def _checks_section(status):
 
 
 def _backups_section(status):
-    backups = _dicts(status.get("backups"))
+    backups = dicts(status.get("backups"))
     lines = ["<h2>Backups (%d complete)</h2>" % len(backups)]
     if not backups:
         lines.append("<p>No complete backup.</p>")
@@ -541,8 +359,8 @@ def _backups_section(status):
         anomaly = backup.get("size_anomaly")
         if isinstance(anomaly, dict):
             size += ' <span class="st-warning" title="size anomaly">anomaly %sx</span>' % _esc(
-                _short_number(number(anomaly.get("ratio")) or 0))
-        kind = backup.get("kind") or _DASH
+                short_number(number(anomaly.get("ratio")) or 0))
+        kind = backup.get("kind") or DASH
         if backup.get("whole") is False:
             kind = "%s, partial" % kind
         databases = ", ".join(_esc(name) for name in backup.get("databases") or ())
@@ -562,7 +380,7 @@ def _backups_section(status):
 
 
 def _storage_section(status):
-    by_class = _dicts(status.get("bytes_by_class"))
+    by_class = dicts(status.get("bytes_by_class"))
     cost = status.get("cost") if isinstance(status.get("cost"), dict) else None
     if not by_class and cost is None:
         return []
@@ -682,7 +500,7 @@ def _axis_ticks(highest, kind):
         scaled = 1.0
     step = _nice_step(scaled / 4.0)
     count = max(1, int(math.ceil(scaled / step - 1e-9)))
-    ticks = [(index * step * factor, "%s %s" % (_short_number(index * step), unit)) for index in range(count + 1)]
+    ticks = [(index * step * factor, "%s %s" % (short_number(index * step), unit)) for index in range(count + 1)]
     return count * step * factor, ticks
 
 
@@ -699,7 +517,7 @@ def _nice_step(raw):
 # Small formatting helpers
 # ---------------------------------------------------------------------------------------------
 
-def _esc(value, empty=_DASH):
+def _esc(value, empty=DASH):
     if value is None or value == "":
         return html.escape(empty, quote=True)
     return html.escape(str(value), quote=True)
@@ -710,21 +528,17 @@ def _c(value):
     return "%.1f" % (value + 0.0)
 
 
-def _short_number(value):
-    return "%g" % round(value, 6)
-
-
 def _money(value, currency):
     amount = number(value)
     if amount is None:
-        return _DASH
+        return DASH
     return ("%.2f %s" % (amount, currency)).strip()
 
 
 def _word(result):
     """A result word, coloured: ok green, a known failure red, a word outside the vocabulary amber, absent grey."""
     if result is None or result == "":
-        return '<span class="word st-unknown">%s</span>' % _DASH
+        return '<span class="word st-unknown">%s</span>' % DASH
     if result == "ok":
         css = "st-ok"
     elif result in RESULT_WORDS or result == "failed":
@@ -739,45 +553,3 @@ def _verification_text(record):
         return '<span class="st-warning">never verified</span>'
     return "%s (%s, %s)" % (_word(record.get("result")), _esc(record.get("level")),
                             _esc(format_time(record.get("finished_at"), with_seconds=False)))
-
-
-def _dicts(value):
-    if not isinstance(value, (list, tuple)):
-        return []
-    return [item for item in value if isinstance(item, dict)]
-
-
-def _level_key(level):
-    return (LEVELS.index(level) if level in LEVELS else len(LEVELS), level)
-
-
-def _discard(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def _fsync_directory(directory):
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems cannot fsync a directory; the rename itself is still atomic
-    finally:
-        os.close(fd)
-
-
-def _file_error(exc, path):
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return AccessDeniedError("permission denied writing %s: %s" % (path, exc.strerror))
-    if exc.errno in (errno.ENOTDIR, errno.EISDIR):
-        return InputError("cannot write %s: %s" % (path, exc.strerror))
-    if exc.errno == errno.ENOENT:
-        return InputError("cannot write %s: the directory does not exist" % path)
-    if exc.errno == errno.ENOSPC:
-        return StorageError("no space left on device writing %s" % path)
-    return StorageError("cannot write %s: %s" % (path, exc.strerror or exc))

@@ -16,8 +16,8 @@ import math
 import os
 
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputError
-from ansible_collections.dbdr.backup.plugins.module_utils._report.html import (
-    LEVELS, newest_backup, number, parse_time, write_atomically)
+from ansible_collections.dbdr.backup.plugins.module_utils._report.common import (
+    level_key, newest_backup, number, parse_time, write_atomically)
 
 RPO_STATUS_VALUES = {"ok": 0, "warning": 1, "critical": 2}
 
@@ -67,10 +67,10 @@ def render_metrics(status):
             newest_ok[level] = record
         if level == "restore":
             newest_restore = record
-    for level in sorted(newest_any, key=_level_key):
+    for level in sorted(newest_any, key=level_key):
         if level in newest_ok:
             add("dbdr_verify_last_success_timestamp_seconds", _timestamp(newest_ok[level].get("finished_at")), (("level", level),))
-    for level in sorted(newest_any, key=_level_key):
+    for level in sorted(newest_any, key=level_key):
         add("dbdr_verify_last_result", 1 if newest_any[level].get("result") == "ok" else 0, (("level", level),))
     if newest_restore is not None:
         add("dbdr_restore_duration_seconds", _value(newest_restore.get("restore_seconds")))
@@ -156,7 +156,3 @@ def _timestamp(value):
 
 def _label_text(value):
     return "" if value is None else str(value)
-
-
-def _level_key(level):
-    return (LEVELS.index(level) if level in LEVELS else len(LEVELS), level)

@@ -149,6 +149,20 @@ def marked_databases(conn, kind):
     return out
 
 
+def leftover_databases(conn, kind, prefix, name_re):
+    """[(name, marker or None)] of the databases a killed run may have left: named with `prefix`
+    and marked with this kind, or unmarked but named exactly as such a run names them (it was
+    killed between CREATE DATABASE and setting the marker)."""
+    marked = dict(marked_databases(conn, kind))
+    like = prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
+    found = []
+    for (name,) in _pg.fetch_all(conn, "SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY 1", (like,)):
+        marker = marked.get(name)
+        if marker is not None or name_re.match(name):
+            found.append((name, marker))
+    return found
+
+
 # --- creating a database as the original was ----------------------------------------------
 
 def _create_statement(conn, name, props, server):

@@ -30,21 +30,7 @@ from ansible_collections.dbdr.backup.plugins.module_utils._restore import databa
 from ansible_collections.dbdr.backup.plugins.module_utils._restore import tables as _tables
 from ansible_collections.dbdr.backup.plugins.module_utils._restore.globals import restore_globals
 from ansible_collections.dbdr.backup.plugins.module_utils._restore.plan import plan_deferred_safety_backup
-
-
-class Timings:
-    """Seconds spent per step, in order: the achieved RTO, broken down."""
-
-    def __init__(self):
-        self.steps = []
-        self._clock = time.monotonic()
-
-    def step(self, name, started):
-        self.steps.append({"step": name, "seconds": round(time.monotonic() - started, 3)})
-
-    @property
-    def total(self):
-        return round(time.monotonic() - self._clock, 3)
+from ansible_collections.dbdr.backup.plugins.module_utils._timings import Timings
 
 
 class RestoreResult:
@@ -73,38 +59,15 @@ class _State:
         self.committed = False       # a table-level restore committed
 
 
-def _restore_argv(plan, target, archive):
-    request = plan.request
-    argv = [plan.tools["pg_restore"]["path"], "--no-password", "--exit-on-error", "--dbname=" + target.staging]
-    if request.no_owner:
-        argv.append("--no-owner")
-    if request.no_privileges:
-        argv.append("--no-privileges")
-    if archive is not None:
-        if request.jobs > 1:
-            argv.append("--jobs=%d" % request.jobs)
-        argv.append(archive)
-    return argv
-
-
-def _local_copy(plan, target, work_dir):
-    """Decrypt and decompress once into a private directory, verified on the way: for a
-    parallel pg_restore (which needs a seekable file) or a directory-format dump."""
-    directory = tempfile.mkdtemp(prefix="db-", dir=work_dir)
-    if (plan.manifest.dump or {}).get("format") == "directory":
-        target.source.run(consumers=[Stage("tar", ["tar", "-x", "-C", directory, "-f", "-"], env=clean_env())])
-        return os.path.join(directory, "dump")
-    path = os.path.join(directory, "dump.pgdump")
-    target.source.materialize(path)
-    return path
-
-
 def _verify_objects(plan, work_dir, result):
     """Phase 1: every object read back in full before anything is created. A local copy, where
     one is needed, is made by this same pass."""
     started = time.monotonic()
     for target in plan.targets:
-        target.archive = _local_copy(plan, target, work_dir) if target.materialize else None
+        # One pass decrypts and decompresses into a private directory, verified on the way, where
+        # a seekable archive is needed (parallel pg_restore, directory format, table restores).
+        target.archive = (target.source.local_copy(tempfile.mkdtemp(prefix="db-", dir=work_dir))
+                          if target.materialize else None)
         if target.mode == "tables":
             target.listing = _tables.archive_listing(plan.tools["pg_restore"]["path"], target.archive)
         elif target.archive is None:
@@ -145,7 +108,8 @@ def _restore_database(plan, target, passfile, state, result, warnings):
                        {"kind": "staging", "target": target.target, "restore_id": plan.restore_id,
                         "backup_id": plan.manifest.backup_id})
     env = request.connection.child_env(target.staging, passfile)
-    restore = Stage("pg_restore", _restore_argv(plan, target, target.archive), env=env)
+    restore = Stage("pg_restore", _pg.restore_argv(plan.tools["pg_restore"]["path"], target.staging, request.no_owner,
+                                                   request.no_privileges, request.jobs, target.archive), env=env)
     if target.archive is not None:
         run_checked(restore)
     else:
@@ -216,12 +180,9 @@ def _remove_leftovers(plan, result):
     (marked, or named for the target but killed before the marker was set), and live databases
     they had closed to connections. Safe: we hold the targets' locks."""
     targets = dict((_db.staging_name(t.target, "x")[-8:], t.target) for t in plan.targets)
-    marked = dict(_db.marked_databases(plan.conn, "staging"))
-    for name in _pg.fetch_all(plan.conn, "SELECT datname FROM pg_database WHERE datname LIKE 'dbdr\\_staging\\_%'"):
-        name = name[0]
-        marker = marked.get(name)
+    for name, marker in _db.leftover_databases(plan.conn, "staging", "dbdr_staging_", _STAGING_RE):
         if (marker is not None and marker.get("target") in targets.values()) or \
-                (marker is None and _STAGING_RE.match(name) and name[-8:] in targets):
+                (marker is None and name[-8:] in targets):
             _db.drop(plan.conn, name)
             result.leftovers_removed.append(name)
     for name, marker in _db.marked_databases(plan.conn, "closed_by_restore"):

@@ -13,21 +13,16 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.dbdr.backup.plugins.module_utils._audit import write_audit
-from ansible_collections.dbdr.backup.plugins.module_utils._catalog import read_catalog
+from ansible_collections.dbdr.backup.plugins.module_utils._catalog import (
+    current_class, is_complete, read_catalog, stored_backups)
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import DbdrError, LockedError, StorageError
 from ansible_collections.dbdr.backup.plugins.module_utils._layout import (
     BACKUP_ID_RE, backup_prefix, backups_prefix, isoformat, lock_key, manifest_key, utc_now,
     validate_cluster, verify_prefix)
 from ansible_collections.dbdr.backup.plugins.module_utils._retention.policy import (
     Policy, class_rank, decide, warnings_for)
-from ansible_collections.dbdr.backup.plugins.module_utils._storage.base import Repository
 
 OPERATION = "retention"
-
-
-def keeps_class_tags(repository):
-    """Whether the store tags objects with their GFS class (S3): its driver implements set_class."""
-    return getattr(repository.set_class, "__func__", None) is not Repository.set_class
 
 
 class Retag:
@@ -137,16 +132,14 @@ def plan_retention(repository, cluster, policy, now):
 
 def _plan_retags(repository, cluster, decisions):
     """Promotions only: a kept backup whose longest GFS class outlives its current tag."""
-    if not keeps_class_tags(repository):
+    if not repository.class_tags:
         return []
     retags = []
     for decision in decisions:
         target = decision.gfs_class if decision.keep else None
         if target is None:
             continue
-        current = repository.get_class(manifest_key(cluster, decision.backup_id))
-        if class_rank(current) < 0:
-            current = decision.entry.manifest.gfs_class
+        current = current_class(repository, cluster, decision.entry)
         if class_rank(target) > class_rank(current):
             retags.append(Retag(decision, current, target))
     return retags
@@ -242,16 +235,25 @@ def delete_backup(repository, cluster, entry):
     freed = sizes.get(manifest, 0)
     try:
         # Listed again: whatever the backup holds goes, also objects the catalog did not show.
-        for stored in repository.list_objects(backup_prefix(cluster, backup_id)):
-            repository.delete(stored.key)
-            freed += stored.size or sizes.get(stored.key, 0)
-        for key in repository.list_keys(verify_prefix(cluster, backup_id)):
-            repository.delete(key)
+        freed += _remove_all_of(repository, cluster, backup_id, repository.list_objects(backup_prefix(cluster, backup_id)),
+                                sizes)
     except DbdrError as exc:
         raise StorageError(
             "deleting backup %s failed after its manifest was removed (it is no longer listed as a backup; "
             "the next backup_retention run, or the next pg_backup, removes what is left of %s): %s"
             % (backup_id, repository.describe(backup_prefix(cluster, backup_id)), exc))
+    return freed
+
+
+def _remove_all_of(repository, cluster, backup_id, objects, sizes=None):
+    """Delete the objects of a backup id (no manifest among them any more), then its
+    verification records. Returns the bytes freed."""
+    freed = 0
+    for stored in objects:
+        repository.delete(stored.key)
+        freed += stored.size or (sizes or {}).get(stored.key, 0)
+    for key in repository.list_keys(verify_prefix(cluster, backup_id)):
+        repository.delete(key)
     return freed
 
 
@@ -272,24 +274,14 @@ def _sweep_leftovers(repository, cluster, started, result):
     """Remove backup directories without a manifest (crashed retention or crashed backup), only
     while holding the cluster's lock: without it, such a directory may be a backup in progress."""
     holder = {"operation": OPERATION, "started_at": isoformat(started)}
-    prefix = backups_prefix(cluster)
     try:
         with repository.lock(lock_key(cluster), holder):
-            by_id = {}
             # Listed again under the lock: a backup running at planning time may have finished since.
-            for stored in repository.list_objects(prefix):
-                backup_id = stored.key[len(prefix):].split("/", 1)[0]
-                if BACKUP_ID_RE.match(backup_id):
-                    by_id.setdefault(backup_id, []).append(stored)
-            for backup_id, objects in sorted(by_id.items()):
-                if any(o.key == manifest_key(cluster, backup_id) for o in objects):
+            for backup_id, objects in sorted(stored_backups(repository, cluster).items()):
+                if is_complete(cluster, backup_id, objects):
                     continue
                 try:
-                    for stored in objects:
-                        repository.delete(stored.key)
-                        result.bytes_freed += stored.size or 0
-                    for key in repository.list_keys(verify_prefix(cluster, backup_id)):
-                        repository.delete(key)
+                    result.bytes_freed += _remove_all_of(repository, cluster, backup_id, objects)
                 except DbdrError as exc:
                     raise StorageError("could not remove the leftovers of backup %s (no manifest; ignored by "
                                        "everything else, removed by the next run): %s" % (backup_id, exc))

@@ -38,6 +38,8 @@ class Repository(abc.ABC):
     """Abstract repository. Drivers: local.LocalRepository, s3.S3Repository."""
 
     type = None
+    # Whether objects carry a GFS class tag (S3) that set_class changes and lifecycle rules read.
+    class_tags = False
 
     @abc.abstractmethod
     def describe(self, key=""):

@@ -158,6 +158,7 @@ class _RangeResumingReader:
 
 class S3Repository(Repository):
     type = "s3"
+    class_tags = True
 
     def __init__(self, client, bucket, prefix="", storage_class=None, sse=None, sse_kms_key_id=None, part_concurrency=3):
         self.client = client

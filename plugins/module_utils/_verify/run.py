@@ -28,10 +28,10 @@ from ansible_collections.dbdr.backup.plugins.module_utils._errors import (
 from ansible_collections.dbdr.backup.plugins.module_utils._fetch import ObjectSource
 from ansible_collections.dbdr.backup.plugins.module_utils._layout import (
     backups_prefix, isoformat, utc_now, validate_backup_id, validate_cluster)
-from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import Stage, check_scratch_space, clean_env, run_checked
+from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import Stage, check_scratch_space, run_checked
 from ansible_collections.dbdr.backup.plugins.module_utils._restore import database as _db
-from ansible_collections.dbdr.backup.plugins.module_utils._restore.run import Timings
 from ansible_collections.dbdr.backup.plugins.module_utils._storage.base import open_repository
+from ansible_collections.dbdr.backup.plugins.module_utils._timings import Timings
 from ansible_collections.dbdr.backup.plugins.module_utils._verify import integrity, objects
 from ansible_collections.dbdr.backup.plugins.module_utils._verify.record import (
     LEVELS, Check, VerificationRecord, write_record)
@@ -348,23 +348,19 @@ def _test_restore(plan, manifest, source, database, result):
             "host": socket.gethostname(), "pid": os.getpid()})
         steps.step("create %s" % database.name, started)
         started = time.monotonic()
-        argv = [plan.tools["pg_restore"]["path"], "--no-password", "--exit-on-error", "--dbname=" + name]
-        if request.no_owner:
-            argv.append("--no-owner")
-        if request.no_privileges:
-            argv.append("--no-privileges")
+        restore = (plan.tools["pg_restore"]["path"], name, request.no_owner, request.no_privileges, request.jobs)
         try:
             with _pg.password_file(request.connection) as passfile:
                 env = request.connection.child_env(name, passfile)
                 if _materialize(request, manifest):
                     work_dir = tempfile.mkdtemp(prefix="dbdr-verify-", dir=request.tmp_dir)
-                    archive = _local_copy(source, manifest, work_dir)
+                    archive = source.local_copy(work_dir)
                     steps.step("local copy %s" % database.name, started)
                     copied = time.monotonic()
-                    run_checked(Stage("pg_restore", argv + ["--jobs=%d" % request.jobs, archive], env=env))
+                    run_checked(Stage("pg_restore", _pg.restore_argv(*restore, archive=archive), env=env))
                     steps.step("pg_restore %s" % database.name, copied)
                 else:
-                    source.run(consumers=[Stage("pg_restore", argv, env=env)])
+                    source.run(consumers=[Stage("pg_restore", _pg.restore_argv(*restore), env=env)])
                     steps.step("pg_restore %s (streamed, reading the object)" % database.name, started)
         except (IntegrityError, StageError, StorageError) as exc:
             if isinstance(exc, StageError) and exc.stage == "pg_restore":
@@ -416,15 +412,6 @@ def _integrity(plan, name, database, steps):
     return checks
 
 
-def _local_copy(source, manifest, work_dir):
-    if (manifest.dump or {}).get("format") == "directory":
-        source.run(consumers=[Stage("tar", ["tar", "-x", "-C", work_dir, "-f", "-"], env=clean_env())])
-        return os.path.join(work_dir, "dump")
-    path = os.path.join(work_dir, "dump.pgdump")
-    source.materialize(path)
-    return path
-
-
 def _drop_scratch(plan, conn, name, result):
     """Drop the scratch database; a broken connection is replaced by a fresh one."""
     try:
@@ -454,11 +441,7 @@ def _remove_stale_scratch(plan, result):
     before the marker was set) - that no running verification holds the lock of."""
     conn = _pg.connect(plan.request.connection)
     try:
-        marked = set(name for name, _marker in _db.marked_databases(conn, "verify"))
-        rows = _pg.fetch_all(conn, "SELECT datname FROM pg_database WHERE datname LIKE %s",
-                             (SCRATCH_PREFIX.replace("_", "\\_") + "%",))
-        named = set(r[0] for r in rows if _SCRATCH_RE.match(r[0]))
-        for name in sorted(marked | named):
+        for name, _marker in _db.leftover_databases(conn, "verify", SCRATCH_PREFIX, _SCRATCH_RE):
             lock = _db.TargetLocks(plan.request.connection)
             try:
                 lock.take(name)
