@@ -167,7 +167,9 @@ results:
   type: list
   elements: dict
 scratch_removed:
-  description: Scratch databases that killed verifications had left on the server, dropped by this run.
+  description:
+    - Scratch databases that killed verifications had left on the server, dropped by this run, and local copies they
+      had left under O(tmp_dir), removed by this run.
   returned: success, not in check mode
   type: list
   elements: str

@@ -339,6 +339,36 @@ def test_interrupted_verification_leaves_no_scratch_database(pg_server_other, re
     assert result["scratch_removed"] == left and scratch_databases(pg_server_other) == []
 
 
+def test_killed_parallel_verification_leaves_nothing_after_the_next_run(pg_server_other, repo, gnupg_home,
+                                                                        ansible_runner, tmp_path):
+    """With jobs > 1 the decoded copy (as big as the database) sits under tmp_dir while
+    pg_restore runs; a SIGKILL leaves it, and the next verification removes it."""
+    repository, _backup_dir, _backup_id = repo
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    bin_dir, gate, started = gated_pg_bin(tmp_path, pg_server_other)
+    args = verify_args(pg_server_other, repository, gnupg_home, level="restore", databases=["app"], jobs=2,
+                       tmp_dir=str(scratch), pg_bin_dir=str(bin_dir))
+    run = ansible_runner.start_playbook(task_playbook("backup_verify", args), extra_vars={"dbdr_args": args})
+    try:
+        wait_for(started.exists, "the test restore to start", run)
+        harness.send_signal(list(harness.process_tree(run.pid)), signal.SIGKILL)
+        run.wait(timeout=120, expect_rc=None)
+    finally:
+        gate.touch()
+        if run.poll() is None:
+            run.kill()
+    copies = [str(p) for p in scratch.iterdir()]
+    assert len(copies) == 1 and list((scratch / copies[0]).rglob("dump.pgdump")), "the killed run's local copy"
+    databases = scratch_databases(pg_server_other)
+    assert len(databases) == 1
+    result = run_verify(ansible_runner, verify_args(pg_server_other, repository, gnupg_home, level="restore",
+                                                    databases=["app"], jobs=2, tmp_dir=str(scratch)))
+    assert result["result"] == "ok"
+    assert sorted(result["scratch_removed"]) == sorted(databases + copies)
+    assert list(scratch.iterdir()) == [] and scratch_databases(pg_server_other) == []
+
+
 # --- S3 ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("storage_class", ["STANDARD_IA", "GLACIER"])

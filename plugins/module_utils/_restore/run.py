@@ -13,14 +13,12 @@ leaves production as it was; the transaction itself either renames everything or
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import fcntl
 import os
 import re
-import shutil
 import tempfile
 import time
 
-from ansible_collections.dbdr.backup.plugins.module_utils import _pg
+from ansible_collections.dbdr.backup.plugins.module_utils import _pg, _scratch
 from ansible_collections.dbdr.backup.plugins.module_utils._audit import write_audit
 from ansible_collections.dbdr.backup.plugins.module_utils._backup.run import run_backup
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import DbdrError, IntegrityError, StageError
@@ -195,38 +193,6 @@ def _remove_leftovers(plan, result):
 
 _STAGING_RE = re.compile(r"^dbdr_staging_[0-9]{8}t[0-9]{6}z_[0-9a-f]{8}$")
 SCRATCH_PREFIX = "dbdr-restore-"
-
-
-def _scratch_dir(tmp_dir):
-    """A private directory for local copies, flock()ed for as long as this run lives."""
-    work_dir = tempfile.mkdtemp(prefix="%s%d-" % (SCRATCH_PREFIX, os.getpid()), dir=tmp_dir)
-    fd = os.open(os.path.join(work_dir, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    return work_dir, fd
-
-
-def _remove_stale_scratch(tmp_dir, result):
-    """Local copies a killed restore left (they can be as big as the database): removed when
-    no running restore holds their lock, on this host or another one sharing the directory."""
-    base = tmp_dir or tempfile.gettempdir()
-    try:
-        entries = [e for e in os.listdir(base) if e.startswith(SCRATCH_PREFIX)]
-    except OSError:
-        return
-    for name in entries:
-        path = os.path.join(base, name)
-        try:
-            fd = os.open(os.path.join(path, ".lock"), os.O_RDWR)
-        except OSError:
-            continue   # not one of ours, or being created right now
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            continue   # a running restore holds it
-        finally:
-            os.close(fd)
-        shutil.rmtree(path, ignore_errors=True)
-        result.leftovers_removed.append(path)
 
 
 def _safety_backup(plan, result):
@@ -421,8 +387,8 @@ def run_restore(plan):
         plan.backend_pid = _pg.fetch_value(plan.conn, "SELECT pg_backend_pid()")
         _remove_leftovers(plan, result)
         plan_deferred_safety_backup(plan)
-        _remove_stale_scratch(plan.request.tmp_dir, result)
-        work_dir, scratch_lock = _scratch_dir(plan.request.tmp_dir)
+        result.leftovers_removed.extend(_scratch.remove_stale(SCRATCH_PREFIX, plan.request.tmp_dir))
+        work_dir, scratch_lock = _scratch.make(SCRATCH_PREFIX, plan.request.tmp_dir)
         with _pg.password_file(plan.request.connection) as passfile:
             _run(plan, work_dir, passfile, state, result)
     except BaseException as exc:
@@ -441,8 +407,7 @@ def run_restore(plan):
         raise
     finally:
         if work_dir:
-            shutil.rmtree(work_dir, ignore_errors=True)
-            os.close(scratch_lock)
+            _scratch.release(work_dir, scratch_lock)
         if plan.conn is not None:
             try:
                 plan.conn.close()

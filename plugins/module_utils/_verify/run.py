@@ -15,13 +15,11 @@ __metaclass__ = type
 
 import os
 import re
-import shutil
 import socket
-import tempfile
 import time
 import uuid
 
-from ansible_collections.dbdr.backup.plugins.module_utils import _gpg, _pg
+from ansible_collections.dbdr.backup.plugins.module_utils import _gpg, _pg, _scratch
 from ansible_collections.dbdr.backup.plugins.module_utils._catalog import read_catalog
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import (
     DbdrError, InputError, IntegrityError, LockedError, StageError, StorageError)
@@ -37,6 +35,7 @@ from ansible_collections.dbdr.backup.plugins.module_utils._verify.record import 
     LEVELS, Check, VerificationRecord, write_record)
 
 SCRATCH_PREFIX = "dbdr_verify_"
+COPY_PREFIX = "dbdr-verify-copy-"   # local copies under tmp_dir
 
 
 class VerifyRequest:
@@ -253,6 +252,7 @@ def run_verify(plan, result=None):
     try:
         if plan.request.level == "restore":
             _remove_stale_scratch(plan, result)
+            result.scratch_removed.extend(_scratch.remove_stale(COPY_PREFIX, plan.request.tmp_dir))
         for entry in plan.entries:
             record = _verify_one(plan, entry, result)
             key = write_record(plan.repository, record, utc_now())
@@ -340,7 +340,7 @@ def _test_restore(plan, manifest, source, database, result):
     except BaseException:
         lock.release()
         raise
-    work_dir = None
+    work_dir = copy_lock = None
     try:
         started = time.monotonic()
         _db.create_staging(conn, name, database.properties or {}, plan.server, {
@@ -353,7 +353,7 @@ def _test_restore(plan, manifest, source, database, result):
             with _pg.password_file(request.connection) as passfile:
                 env = request.connection.child_env(name, passfile)
                 if _materialize(request, manifest):
-                    work_dir = tempfile.mkdtemp(prefix="dbdr-verify-", dir=request.tmp_dir)
+                    work_dir, copy_lock = _scratch.make(COPY_PREFIX, request.tmp_dir)
                     archive = source.local_copy(work_dir)
                     steps.step("local copy %s" % database.name, started)
                     copied = time.monotonic()
@@ -382,7 +382,7 @@ def _test_restore(plan, manifest, source, database, result):
     finally:
         started = time.monotonic()
         if work_dir:
-            shutil.rmtree(work_dir, ignore_errors=True)
+            _scratch.release(work_dir, copy_lock)
         _drop_scratch(plan, conn, name, result)
         lock.release()
         steps.step("drop %s" % database.name, started)
