@@ -304,6 +304,21 @@ def test_scratch_server_down_is_refused_before_anything(pg_server_other, repo, g
 
 # --- interruption ------------------------------------------------------------------------------
 
+def _run_until_pg_restore(ansible_runner, args, gate, started, interrupt):
+    """Start the verification as a playbook, let interrupt(run) act while its (gated) pg_restore
+    waits, and wait for the end; returns the run."""
+    run = ansible_runner.start_playbook(task_playbook("backup_verify", args), extra_vars={"dbdr_args": args})
+    try:
+        wait_for(started.exists, "the test restore to start", run)
+        interrupt(run)
+        run.wait(timeout=120, expect_rc=None)
+    finally:
+        gate.touch()
+        if run.poll() is None:
+            run.kill()
+    return run
+
+
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
 def test_interrupted_verification_leaves_no_scratch_database(pg_server_other, repo, gnupg_home, ansible_runner,
                                                              tmp_path, how):
@@ -311,9 +326,8 @@ def test_interrupted_verification_leaves_no_scratch_database(pg_server_other, re
     bin_dir, gate, started = gated_pg_bin(tmp_path, pg_server_other)
     args = verify_args(pg_server_other, repository, gnupg_home, level="restore", databases=["app"],
                        pg_bin_dir=str(bin_dir))
-    run = ansible_runner.start_playbook(task_playbook("backup_verify", args), extra_vars={"dbdr_args": args})
-    try:
-        wait_for(started.exists, "the test restore to start", run)
+
+    def interrupt(run):
         assert len(scratch_databases(pg_server_other)) == 1
         module = [pid for pid, argv in harness.process_tree(run.pid).items()
                   if any("AnsiballZ_backup_verify" in a for a in argv)]
@@ -322,11 +336,7 @@ def test_interrupted_verification_leaves_no_scratch_database(pg_server_other, re
             harness.send_signal(module, signal.SIGTERM)
         else:
             harness.send_signal(list(harness.process_tree(run.pid)), signal.SIGKILL)
-        run.wait(timeout=120, expect_rc=None)
-    finally:
-        gate.touch()
-        if run.poll() is None:
-            run.kill()
+    run = _run_until_pg_restore(ansible_runner, args, gate, started, interrupt)
     assert stored_records(backup_dir.parents[2], backup_id) == []
     if how == "SIGTERM":
         assert scratch_databases(pg_server_other) == []
@@ -349,15 +359,8 @@ def test_killed_parallel_verification_leaves_nothing_after_the_next_run(pg_serve
     bin_dir, gate, started = gated_pg_bin(tmp_path, pg_server_other)
     args = verify_args(pg_server_other, repository, gnupg_home, level="restore", databases=["app"], jobs=2,
                        tmp_dir=str(scratch), pg_bin_dir=str(bin_dir))
-    run = ansible_runner.start_playbook(task_playbook("backup_verify", args), extra_vars={"dbdr_args": args})
-    try:
-        wait_for(started.exists, "the test restore to start", run)
-        harness.send_signal(list(harness.process_tree(run.pid)), signal.SIGKILL)
-        run.wait(timeout=120, expect_rc=None)
-    finally:
-        gate.touch()
-        if run.poll() is None:
-            run.kill()
+    _run_until_pg_restore(ansible_runner, args, gate, started,
+                          lambda run: harness.send_signal(list(harness.process_tree(run.pid)), signal.SIGKILL))
     copies = [str(p) for p in scratch.iterdir()]
     assert len(copies) == 1 and list((scratch / copies[0]).rglob("dump.pgdump")), "the killed run's local copy"
     databases = scratch_databases(pg_server_other)
