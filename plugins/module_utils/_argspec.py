@@ -52,6 +52,21 @@ def repository_argspec():
     )
 
 
+def aws_argspec():
+    """doc fragment dbdr.backup.aws: the repository's S3 connection options, at the top level of
+    the bucket-management modules (s3_lifecycle, s3_replication)."""
+    return dict(
+        region=dict(type="str"),
+        endpoint_url=dict(type="str"),
+        profile=dict(type="str"),
+        access_key=dict(type="str", no_log=True),
+        secret_key=dict(type="str", no_log=True),
+        session_token=dict(type="str", no_log=True),
+        validate_certs=dict(type="bool", default=True),
+        retries=dict(type="int", default=5),
+    )
+
+
 def encryption_argspec():
     """doc fragment dbdr.backup.encryption"""
     return dict(

@@ -10,8 +10,7 @@ import signal
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.dbdr.backup.plugins.module_utils import _gpg, _pg
-from ansible_collections.dbdr.backup.plugins.module_utils._storage import s3 as _s3
+from ansible_collections.dbdr.backup.plugins.module_utils import _aws, _gpg, _pg
 
 
 class Interrupted(BaseException):
@@ -24,8 +23,14 @@ def check_libraries(module, gnupg=True, postgres=True):
         module.fail_json(msg=missing_required_lib("psycopg2"), exception=str(_pg.PSYCOPG2_IMPORT_ERROR))
     if gnupg and not _gpg.HAS_GNUPG:
         module.fail_json(msg=missing_required_lib("python-gnupg"), exception=str(_gpg.GNUPG_IMPORT_ERROR))
-    if module.params["repository"]["type"] == "s3" and not _s3.HAS_BOTO3:
-        module.fail_json(msg=missing_required_lib("boto3"), exception=str(_s3.BOTO3_IMPORT_ERROR))
+    if module.params["repository"]["type"] == "s3":
+        check_boto3(module)
+
+
+def check_boto3(module):
+    """Fail the task with the standard message when boto3/botocore are missing."""
+    if not _aws.HAS_BOTO3:
+        module.fail_json(msg=missing_required_lib("boto3"), exception=str(_aws.BOTO3_IMPORT_ERROR))
 
 
 def raise_on_signals(signals=(signal.SIGTERM, signal.SIGHUP, signal.SIGINT)):

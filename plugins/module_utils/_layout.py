@@ -22,6 +22,11 @@ from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputEr
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+# S3 object tags: the GFS class of every object of a backup (lifecycle rules expire by it), and
+# the mark of backup data (dumps, globals, base backups) that lifecycle rules may move to colder
+# storage classes. Manifests and records never carry the second: they stay readable at once.
+TAG_CLASS = "dbdr-class"
+TAG_DATA = "dbdr-data"
 BACKUP_ID_FORMAT = "%Y%m%dT%H%M%SZ"
 
 BACKUP_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z$")

@@ -18,13 +18,13 @@ import uuid
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import (
     AccessDeniedError, AlreadyExistsError, InputError, LockedError, NotFoundError, StorageError,
     TransientStorageError)
+from ansible_collections.dbdr.backup.plugins.module_utils import _aws as aws
+from ansible_collections.dbdr.backup.plugins.module_utils._layout import TAG_CLASS, TAG_DATA
 from ansible_collections.dbdr.backup.plugins.module_utils._retry import retried
 from ansible_collections.dbdr.backup.plugins.module_utils._storage.base import Repository, StoredObject, validate_key
 
 try:
-    import boto3
     from boto3.s3.transfer import TransferConfig
-    from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ParamValidationError
     HAS_BOTO3 = True
     BOTO3_IMPORT_ERROR = None
@@ -38,10 +38,6 @@ MIN_PART = 8 * MiB
 # Parts are held in memory (a few at a time); the cap bounds memory at the price of a maximum
 # object size of MAX_PART * 10,000 (1.25 TiB of compressed, encrypted dump).
 MAX_PART = 128 * MiB
-TAG_CLASS = "dbdr-class"
-_TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeTooSkewed",
-                    "500", "502", "503", "504", "Throttling", "ThrottlingException"}
-_ACCESS_CODES = {"AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
 
 
 def translate_errors(what):
@@ -176,22 +172,7 @@ class S3Repository(Repository):
             raise InputError("repository.bucket is required for type s3")
         if spec.get("prefix") and ".." in spec["prefix"].split("/"):
             raise InputError("repository.prefix must not contain '..'")
-        session = boto3.session.Session(
-            profile_name=spec.get("profile") or None,
-            aws_access_key_id=spec.get("access_key") or None,
-            aws_secret_access_key=spec.get("secret_key") or None,
-            aws_session_token=spec.get("session_token") or None,
-            region_name=spec.get("region") or None)
-        config = Config(
-            retries={"mode": "standard", "max_attempts": int(spec.get("retries") or 5)},
-            connect_timeout=10, read_timeout=60,
-            s3={"addressing_style": "path" if spec.get("endpoint_url") else "auto"},
-            # Older S3-compatible stores reject the checksums boto3 adds by default.
-            request_checksum_calculation="when_required" if spec.get("endpoint_url") else "when_supported",
-            user_agent_extra="dbdr.backup")
-        client = session.client("s3", endpoint_url=spec.get("endpoint_url") or None, config=config,
-                                verify=spec.get("validate_certs", True))
-        return cls(client, spec["bucket"], spec.get("prefix") or "", spec.get("storage_class"),
+        return cls(aws.client(spec), spec["bucket"], spec.get("prefix") or "", spec.get("storage_class"),
                    spec.get("sse"), spec.get("sse_kms_key_id"))
 
     # --- helpers ----------------------------------------------------------------------
@@ -219,16 +200,21 @@ class S3Repository(Repository):
         if code == "InvalidObjectState":
             return StorageError("%s is in an archive storage class (GLACIER/DEEP_ARCHIVE) and needs a restore "
                                 "from the archive tier before it can be read" % where)
-        if code in _ACCESS_CODES or status == 403:
+        if code in aws.ACCESS_CODES or status == 403:
             return AccessDeniedError("access denied: " + message)
         if code in ("NoSuchKey", "404", "NotFound") or status == 404:
             return NotFoundError("not found: " + message)
-        if code in _TRANSIENT_CODES or (status and status >= 500):
+        if code in aws.TRANSIENT_CODES or (status and status >= 500):
             return TransientStorageError(message)
         return StorageError(message)
 
     def _extra_args(self, gfs_class, data=False):
-        args = {"Tagging": "%s=%s" % (TAG_CLASS, gfs_class)} if gfs_class else {}
+        tags = [(TAG_CLASS, gfs_class)] if gfs_class else []
+        if data and gfs_class:
+            # Lifecycle rules move only objects carrying this tag to colder classes: manifests and
+            # records must stay readable at once (see s3_lifecycle and docs/storage-format.md).
+            tags.append((TAG_DATA, "true"))
+        args = {"Tagging": "&".join("%s=%s" % tag for tag in tags)} if tags else {}
         if self.storage_class and data:
             # Only dumps go to the chosen class: manifests, audit records and locks must stay
             # readable at once (and cheap to rewrite); lifecycle rules tier them by tag.
