@@ -42,9 +42,13 @@ def test_part_size_keeps_under_10000_parts():
 
 def test_tags_and_encryption_args():
     repo = s3.S3Repository(client=None, bucket="b", storage_class="STANDARD_IA", sse="aws:kms", sse_kms_key_id="k")
-    assert repo._extra_args("weekly", data=True) == {"Tagging": "dbdr-class=weekly", "StorageClass": "STANDARD_IA",
+    assert repo._extra_args("weekly", data=True) == {"Tagging": "dbdr-class=weekly&dbdr-data=true",
+                                                     "StorageClass": "STANDARD_IA",
                                                      "ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "k"}
-    # Manifests, audit records and locks stay in STANDARD; tags move them later.
+    # Manifests, audit records and locks stay in STANDARD and never carry the data tag that
+    # lifecycle transition rules match.
+    assert repo._extra_args("weekly") == {"Tagging": "dbdr-class=weekly", "ServerSideEncryption": "aws:kms",
+                                          "SSEKMSKeyId": "k"}
     assert repo._extra_args(None) == {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "k"}
     assert repo.describe("c/x") == "s3://b/c/x"
 
