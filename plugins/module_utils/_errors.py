@@ -52,6 +52,10 @@ class NotFoundError(StorageError):
     """An object or bucket does not exist."""
 
 
+class ArchivedError(StorageError):
+    """An object sits in an archive storage class and must be restored from it before a read."""
+
+
 class AccessDeniedError(StorageError):
     """Credentials are valid but not allowed to do this."""
 

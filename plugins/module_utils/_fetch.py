@@ -16,12 +16,21 @@ import os
 import subprocess
 
 from ansible_collections.dbdr.backup.plugins.module_utils import _compression, _gpg
-from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputError, IntegrityError, StageError
+from ansible_collections.dbdr.backup.plugins.module_utils._errors import ArchivedError, InputError, IntegrityError, StageError
 from ansible_collections.dbdr.backup.plugins.module_utils._layout import object_key
 from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import CHUNK_SIZE, Stage, clean_env, run_from_reader
 
 
 _DECODERS = ("gpg decrypt", "zstd -d", "gzip -d", "tar", "cat")
+
+
+def archived_message(where, backup_id, state):
+    if state == "restoring":
+        return ("object %s of backup %s is being restored from the archive tier; retry when the restore "
+                "has finished (aws s3api head-object shows ongoing-request=\"false\")" % (where, backup_id))
+    return ("object %s of backup %s is in an archive storage class (GLACIER/DEEP_ARCHIVE, moved there by a "
+            "lifecycle rule): restore the backup's objects from the archive tier first (docs/lifecycle.md), "
+            "or choose another backup_id" % (where, backup_id))
 
 
 class ObjectSource:
@@ -56,6 +65,9 @@ class ObjectSource:
         if size != self.record.size:
             raise IntegrityError("object %s is %d bytes but the manifest records %d: it is truncated or was altered; "
                                  "choose another backup_id" % (self.describe(), size, self.record.size))
+        state = self.repository.archive_state(self.key)
+        if state is not None:
+            raise ArchivedError(archived_message(self.describe(), self.manifest.backup_id, state))
 
     def decode_stages(self):
         stages = []

@@ -41,6 +41,9 @@ options:
     description:
       - V(latest) (the newest complete backup that is whole, as M(dbdr.backup.restore) chooses it - not a partial
         or a pre-restore safety backup), V(all) (every complete backup), or a backup id such as V(20261120T030000Z).
+      - With V(all), backups whose objects a lifecycle rule moved to GLACIER or DEEP_ARCHIVE (and that were not
+        restored from the archive tier) are skipped with a warning and listed in RV(not_verified); asked for by id,
+        they fail as V(unreadable).
     type: str
     default: latest
   level:
@@ -154,6 +157,12 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+not_verified:
+  description: Backups not verified because their objects sit in an archive storage class, with the reason.
+  returned: success, not in check mode
+  type: list
+  elements: dict
+  sample: [{"backup_id": "20260101T030000Z", "reason": "2 object(s) in GLACIER not restored from the archive tier; ..."}]
 result:
   description: V(ok) when every verified backup passed every check, else V(failed).
   returned: success, not in check mode
@@ -256,9 +265,10 @@ def main():
         written = len(result.records) if result else 0
         module.fail_json(msg="verification interrupted; the scratch database was dropped; %d verification record(s) "
                              "had been written before: %s" % (written, exc), stage="interrupted")
-    for warning in result.warnings + published.pop("warnings"):
+    skipped = ["backup %s was not verified: %s" % (s["backup_id"], s["reason"]) for s in plan.skipped]
+    for warning in skipped + result.warnings + published.pop("warnings"):
         module.warn(warning)
-    done = dict(outcome(result), plan=plan.to_dict(), **published)
+    done = dict(outcome(result), plan=plan.to_dict(), not_verified=plan.skipped, **published)
     if result.error is not None:
         module.fail_json(msg="verification stopped after %d backup(s): %s" % (len(result.records), result.error),
                          stage=result.error.stage, **done)

@@ -70,3 +70,27 @@ def test_bucket_level_errors_name_the_bucket():
     assert missing.__class__ is NotFoundError and "never creates buckets" in str(missing)
     denied = repo._client_error(error("403", 403), "check bucket", "")
     assert denied.__class__ is AccessDeniedError and "bucket b" in str(denied)
+
+
+class _HeadOnly:
+    """Answers HEAD with fixed headers, as S3 does for an archived object in each restore state."""
+
+    def __init__(self, head):
+        self.head = head
+
+    def head_object(self, Bucket, Key):  # noqa: N803 - boto3's argument names
+        return dict(self.head)
+
+
+@pytest.mark.parametrize("head, state", [
+    ({"ContentLength": 5}, None),
+    ({"ContentLength": 5, "StorageClass": "STANDARD_IA"}, None),
+    ({"ContentLength": 5, "StorageClass": "GLACIER_IR"}, None),
+    ({"ContentLength": 5, "StorageClass": "GLACIER"}, "archived"),
+    ({"ContentLength": 5, "StorageClass": "DEEP_ARCHIVE", "Restore": 'ongoing-request="true"'}, "restoring"),
+    ({"ContentLength": 5, "StorageClass": "DEEP_ARCHIVE",
+      "Restore": 'ongoing-request="false", expiry-date="Fri, 21 Dec 2026 00:00:00 GMT"'}, None),
+])
+def test_archive_state_from_the_head_of_an_object(head, state):
+    repo = s3.S3Repository(client=_HeadOnly(head), bucket="b")
+    assert repo.archive_state("c/x") == state

@@ -23,7 +23,7 @@ import math
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputError
 from ansible_collections.dbdr.backup.plugins.module_utils._layout import TAG_CLASS, TAG_DATA, validate_cluster
 from ansible_collections.dbdr.backup.plugins.module_utils._retention.policy import Policy
-from ansible_collections.dbdr.backup.plugins.module_utils._storage.base import GFS_CLASSES
+from ansible_collections.dbdr.backup.plugins.module_utils._storage.base import ARCHIVE_STORAGE_CLASSES, GFS_CLASSES
 
 RULE_ID_PREFIX = "dbdr:"
 MAX_RULES = 1000
@@ -40,7 +40,6 @@ IA_CLASSES = ("STANDARD_IA", "ONEZONE_IA")
 IA_MINIMUM_DAYS = 30
 # Minimum storage durations: deleting or moving earlier is billed as if the object stayed.
 MINIMUM_STORAGE_DAYS = {"STANDARD_IA": 30, "ONEZONE_IA": 30, "GLACIER_IR": 90, "GLACIER": 90, "DEEP_ARCHIVE": 180}
-ARCHIVE_CLASSES = ("GLACIER", "DEEP_ARCHIVE")
 # Days a GFS period lasts, for checking expirations against a retention policy and projecting costs.
 PERIOD_DAYS = {"daily": 1.0, "weekly": 7.0, "monthly": 365.25 / 12, "yearly": 365.25}
 
@@ -339,7 +338,7 @@ def build_spec(prefix="", tiers=None, wal=None, abort_incomplete_multipart_days=
         wal_tier = parse_tier("wal", wal, "wal")
         check_wal_expiry(parsed, wal_tier)
         warnings.extend(storage_warnings("wal", wal_tier))
-        if any(t.storage_class in ARCHIVE_CLASSES for t in wal_tier.transitions):
+        if any(t.storage_class in ARCHIVE_STORAGE_CLASSES for t in wal_tier.transitions):
             warnings.append("wal: archived WAL (GLACIER/DEEP_ARCHIVE) must be restored from the archive tier "
                             "before a point-in-time recovery can replay it; that takes hours")
 

@@ -15,6 +15,8 @@ import abc
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputError
 
 GFS_CLASSES = ("daily", "weekly", "monthly", "yearly")
+# S3 storage classes whose objects must be restored from the archive tier before a GET.
+ARCHIVE_STORAGE_CLASSES = ("GLACIER", "DEEP_ARCHIVE")
 
 
 def validate_key(key):
@@ -85,6 +87,11 @@ class Repository(abc.ABC):
     def list_keys(self, prefix):
         """Every key below prefix, recursively, sorted."""
         return [o.key for o in self.list_objects(prefix)]
+
+    def archive_state(self, key):
+        """None when the object can be read at once; else "archived" (in an archive storage
+        class, not restored from it) or "restoring" (a restore from the archive tier runs)."""
+        return None
 
     def get_class(self, key):
         """The GFS class an object is tagged with, or None where there are no tags (local)."""

@@ -21,7 +21,8 @@ from ansible_collections.dbdr.backup.plugins.module_utils._errors import (
 from ansible_collections.dbdr.backup.plugins.module_utils import _aws as aws
 from ansible_collections.dbdr.backup.plugins.module_utils._layout import TAG_CLASS, TAG_DATA
 from ansible_collections.dbdr.backup.plugins.module_utils._retry import retried
-from ansible_collections.dbdr.backup.plugins.module_utils._storage.base import Repository, StoredObject, validate_key
+from ansible_collections.dbdr.backup.plugins.module_utils._storage.base import (
+    ARCHIVE_STORAGE_CLASSES, Repository, StoredObject, validate_key)
 
 try:
     from boto3.s3.transfer import TransferConfig
@@ -248,6 +249,17 @@ class S3Repository(Repository):
     def size_of(self, key):
         head = self._head(key)
         return None if head is None else head.get("ContentLength")
+
+    def archive_state(self, key):
+        head = self._head(key)
+        if head is None or head.get("StorageClass") not in ARCHIVE_STORAGE_CLASSES:
+            return None
+        # x-amz-restore: absent (never restored), ongoing-request="true" (running), or
+        # ongoing-request="false", expiry-date=... (a readable copy exists until then).
+        restore = head.get("Restore") or ""
+        if 'ongoing-request="false"' in restore:
+            return None
+        return "restoring" if 'ongoing-request="true"' in restore else "archived"
 
     def open_read(self, key):
         head = self._head(key)

@@ -28,7 +28,7 @@ from ansible_collections.dbdr.backup.plugins.module_utils._layout import (
     backups_prefix, isoformat, utc_now, validate_backup_id, validate_cluster)
 from ansible_collections.dbdr.backup.plugins.module_utils._pipeline import Stage, check_scratch_space, run_checked
 from ansible_collections.dbdr.backup.plugins.module_utils._restore import database as _db
-from ansible_collections.dbdr.backup.plugins.module_utils._storage.base import open_repository
+from ansible_collections.dbdr.backup.plugins.module_utils._storage.base import ARCHIVE_STORAGE_CLASSES, open_repository
 from ansible_collections.dbdr.backup.plugins.module_utils._timings import Timings
 from ansible_collections.dbdr.backup.plugins.module_utils._verify import integrity, objects
 from ansible_collections.dbdr.backup.plugins.module_utils._verify.record import (
@@ -71,6 +71,7 @@ class VerifyPlan:
         self.passphrase = passphrase
         self.server = server
         self.tools = tools or {}
+        self.skipped = []               # [{"backup_id", "reason"}]: archived, not verified
 
     def to_dict(self):
         return {
@@ -80,7 +81,7 @@ class VerifyPlan:
                          "manifest_error": e.error} for e in self.entries],
             "scratch_server": self.request.connection.describe() if self.server else None,
             "assertions": sum(len(a) for a in self.assertions.values()), "amcheck": self.request.amcheck,
-            "rto_target": self.request.rto_target,
+            "rto_target": self.request.rto_target, "skipped": self.skipped,
         }
 
 
@@ -151,6 +152,29 @@ def _choose(request, catalog):
     return [entry]
 
 
+def _skip_archived(repository, entries):
+    """With backup_id all, backups that a lifecycle rule moved to an archive class (and that
+    nobody restored from it) cannot be read: they are skipped with the reason, not failed, so
+    that a routine run does not alert on every archived monthly. Asked for by id, they fail."""
+    readable, skipped = [], []
+    for entry in entries:
+        archived = [o for o in entry.objects if o.storage_class in ARCHIVE_STORAGE_CLASSES]
+        states = [repository.archive_state(o.key) for o in archived]
+        waiting = [(o, state) for o, state in zip(archived, states) if state is not None]
+        if waiting:
+            classes = sorted(set(o.storage_class for o, _state in waiting))
+            skipped.append({"backup_id": entry.backup_id, "reason": "%d object(s) in %s not restored from the archive "
+                            "tier%s; restore them to verify this backup (docs/lifecycle.md)"
+                            % (len(waiting), "/".join(classes),
+                               " (a restore is running)" if all(st == "restoring" for _o, st in waiting) else "")})
+        else:
+            readable.append(entry)
+    if skipped and not readable:
+        raise InputError("every backup of the cluster is in an archive storage class: %s"
+                         % "; ".join("%s: %s" % (s["backup_id"], s["reason"]) for s in skipped))
+    return readable, skipped
+
+
 def plan_verify(request):
     """Everything checked that can be before a byte is written: options, repository, backups,
     key material, scratch server, client tools and scratch space."""
@@ -159,6 +183,9 @@ def plan_verify(request):
     repository.check_readable()
     catalog = read_catalog(repository, request.cluster, with_verifications=False)
     entries = _choose(request, catalog)
+    skipped = []
+    if request.backup_id == "all":
+        entries, skipped = _skip_archived(repository, entries)
     for name in request.databases:
         if not any(e.manifest and name in [d.name for d in e.manifest.databases] for e in entries):
             raise InputError("database %r is in none of the backups to verify" % (name,))
@@ -170,6 +197,7 @@ def plan_verify(request):
         gnupghome = _gpg.keyring_dir(request.encryption.get("gnupghome"))
         passphrase = _gpg.read_passphrase(request.encryption)
     plan = VerifyPlan(request, repository, entries, assertions, gnupghome, passphrase)
+    plan.skipped = skipped
     manifests = [e.manifest for e in entries if e.manifest is not None]
     if request.level == "readable" and manifests:
         major = max(int((m.server or {}).get("version_num") or 0) // 10000 for m in manifests)
