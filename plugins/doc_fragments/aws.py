@@ -36,5 +36,5 @@ options:
     type: int
     default: 5
 requirements:
-  - boto3 >= 1.28
+  - boto3 >= 1.36 (botocore >= 1.36)
 '''

@@ -43,7 +43,7 @@ def client(spec, service="s3"):
         region_name=spec.get("region") or None)
     custom_endpoint = bool(spec.get("endpoint_url"))
     config = Config(
-        retries={"mode": "standard", "max_attempts": int(spec.get("retries") or 5)},
+        retries={"mode": "standard", "max_attempts": int(5 if spec.get("retries") is None else spec["retries"])},
         connect_timeout=10, read_timeout=60,
         s3={"addressing_style": "path" if custom_endpoint else "auto"},
         # Older S3-compatible stores reject the checksums boto3 adds by default.

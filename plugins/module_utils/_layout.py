@@ -23,8 +23,8 @@ from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputEr
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 # S3 object tags: the GFS class of every object of a backup (lifecycle rules expire by it), and
-# the mark of backup data (dumps, globals, base backups) that lifecycle rules may move to colder
-# storage classes. Manifests and records never carry the second: they stay readable at once.
+# whether it is backup data (dumps, globals, base backups: "true"), which lifecycle rules may
+# move to colder storage classes, or a manifest or record ("false"), which stays readable at once.
 TAG_CLASS = "dbdr-class"
 TAG_DATA = "dbdr-data"
 BACKUP_ID_FORMAT = "%Y%m%dT%H%M%SZ"

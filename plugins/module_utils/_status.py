@@ -52,6 +52,12 @@ def validate_options(rpo_target=86400, rpo_critical=None, anomaly_threshold=0.5,
         raise InputError("rpo_critical (%r) must be at least rpo_target (%r)" % (rpo_critical, rpo_target))
     if anomaly_threshold is None or anomaly_threshold < 0:
         raise InputError("size_anomaly_threshold must be 0 or more (0.5 means +-50%%), got %r" % (anomaly_threshold,))
+    validate_prices(prices, currency)
+    return parse_timestamp(since, "since") if since else None
+
+
+def validate_prices(prices=None, currency=DEFAULT_CURRENCY):
+    """prices (per GiB-month, by storage class) and currency, checked before anything is read."""
     for storage_class, price in (prices or {}).items():
         try:
             value = float(price)
@@ -61,7 +67,6 @@ def validate_options(rpo_target=86400, rpo_critical=None, anomaly_threshold=0.5,
             raise InputError("prices.%s must be 0 or more, got %r" % (storage_class, price))
     if not currency or not str(currency).strip():
         raise InputError("currency must not be empty")
-    return parse_timestamp(since, "since") if since else None
 
 
 def price_table(prices=None):

@@ -13,9 +13,10 @@ version_added: 0.1.0
 description:
   - Manages the lifecycle configuration of the bucket holding a dbdr.backup repository from a
     tier specification per GFS class (the C(dbdr-class) tag that pg_backup sets and backup_retention
-    promotes). Each class gets a rule expiring its objects and, when it has transitions, a rule moving
-    its backup data (tag C(dbdr-data=true)) to colder storage classes. Manifests never move out of
-    immediate access, so the catalog, retention and restores can always read them.
+    promotes). Each class gets a rule expiring its manifests (C(dbdr-data=false)), a rule moving its
+    backup data (C(dbdr-data=true)) to colder storage classes and expiring it a day after the manifests,
+    and a rule expiring objects of the class without the data tag a day later still. Manifests never move
+    out of immediate access, so the catalog, retention and restores can always read them.
   - Also manages an abort rule for incomplete multipart uploads, noncurrent version expiration for
     versioned buckets, WAL archive rules that never expire WAL before the backups that need it, and raw
     extra rules.
@@ -45,7 +46,9 @@ options:
     choices: [ present, absent ]
     default: present
   purge:
-    description: Remove every rule of the bucket that is not in this specification (other prefixes' too).
+    description:
+      - Remove every rule of the bucket that is not in this specification (other prefixes' too).
+      - Ignored with O(state=absent), which only ever removes this prefix's rules and the named raw rules.
     type: bool
     default: false
   tiers:
@@ -76,7 +79,7 @@ options:
                 choices: [ STANDARD_IA, INTELLIGENT_TIERING, ONEZONE_IA, GLACIER_IR, GLACIER, DEEP_ARCHIVE ]
           expire_days:
             description:
-              - Age in days at which the whole backup (data and manifest) is deleted. Leave out to keep forever.
+              - Age in days at which the backup's manifest is deleted (its data a day later). Leave out to keep forever.
               - Keep it above what O(retention_policy) keeps; backup_retention is what should delete backups,
                 the expiry is the backstop.
             type: int
@@ -100,7 +103,7 @@ options:
                 choices: [ STANDARD_IA, INTELLIGENT_TIERING, ONEZONE_IA, GLACIER_IR, GLACIER, DEEP_ARCHIVE ]
           expire_days:
             description:
-              - Age in days at which the whole backup (data and manifest) is deleted. Leave out to keep forever.
+              - Age in days at which the backup's manifest is deleted (its data a day later). Leave out to keep forever.
               - Keep it above what O(retention_policy) keeps; backup_retention is what should delete backups,
                 the expiry is the backstop.
             type: int
@@ -124,7 +127,7 @@ options:
                 choices: [ STANDARD_IA, INTELLIGENT_TIERING, ONEZONE_IA, GLACIER_IR, GLACIER, DEEP_ARCHIVE ]
           expire_days:
             description:
-              - Age in days at which the whole backup (data and manifest) is deleted. Leave out to keep forever.
+              - Age in days at which the backup's manifest is deleted (its data a day later). Leave out to keep forever.
               - Keep it above what O(retention_policy) keeps; backup_retention is what should delete backups,
                 the expiry is the backstop.
             type: int
@@ -148,7 +151,7 @@ options:
                 choices: [ STANDARD_IA, INTELLIGENT_TIERING, ONEZONE_IA, GLACIER_IR, GLACIER, DEEP_ARCHIVE ]
           expire_days:
             description:
-              - Age in days at which the whole backup (data and manifest) is deleted. Leave out to keep forever.
+              - Age in days at which the backup's manifest is deleted (its data a day later). Leave out to keep forever.
               - Keep it above what O(retention_policy) keeps; backup_retention is what should delete backups,
                 the expiry is the backstop.
             type: int
@@ -215,6 +218,11 @@ options:
     default: USD
 notes:
   - Supports check mode (nothing is written, RV(changed) is what a real run would report) and diff mode.
+  - S3 holds one lifecycle configuration per bucket. Run one task per bucket at a time (V(run_once), or
+    V(throttle=1) when several hosts delegate to the controller); the module re-reads the configuration just
+    before writing and waits until S3 shows the new one, which narrows but cannot close the window.
+  - Repositories sharing a bucket need prefixes that do not nest (V(prod) and V(prod/eu) do); a rule for the
+    shorter prefix acts on both. The module refuses to manage rules next to another prefix's that nest with it.
   - Objects stored before the C(dbdr-data) tag was introduced expire with their class but never transition.
   - Backups that backup_retention keeps for other reasons than their class (keep_last, the newest verified
     backup, label C(keep)) still expire with their class; see docs/retention.md.
@@ -230,10 +238,10 @@ EXAMPLES = r'''
     prefix: prod
     region: eu-central-1
     tiers:
-      daily: {expire_days: 16}
-      weekly: {transitions: [{days: 30, storage_class: STANDARD_IA}], expire_days: 70}
-      monthly: {transitions: [{days: 30, storage_class: GLACIER_IR}], expire_days: 400}
-      yearly: {transitions: [{days: 1, storage_class: DEEP_ARCHIVE}], expire_days: 2600}
+      daily: {expire_days: 23}
+      weekly: {transitions: [{days: 30, storage_class: STANDARD_IA}], expire_days: 95}
+      monthly: {transitions: [{days: 30, storage_class: GLACIER_IR}], expire_days: 600}
+      yearly: {transitions: [{days: 1, storage_class: DEEP_ARCHIVE}], expire_days: 3300}
     noncurrent_version_expiration_days: 30
     retention_policy: {daily: 14, weekly: 8, monthly: 12, yearly: 7}
     daily_backup_bytes: "{{ 40 * 1024 ** 3 }}"
@@ -298,8 +306,7 @@ from ansible_collections.dbdr.backup.plugins.module_utils import _aws as aws
 from ansible_collections.dbdr.backup.plugins.module_utils._argspec import aws_argspec
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import DbdrError
 from ansible_collections.dbdr.backup.plugins.module_utils._glue import check_boto3
-from ansible_collections.dbdr.backup.plugins.module_utils._lifecycle.apply import (
-    normal_rule, plan_lifecycle, read_lifecycle, write_lifecycle)
+from ansible_collections.dbdr.backup.plugins.module_utils._lifecycle.apply import converge, normal_rule
 from ansible_collections.dbdr.backup.plugins.module_utils._lifecycle.cost import project_cost
 from ansible_collections.dbdr.backup.plugins.module_utils._lifecycle.rules import STORAGE_CLASSES, build_spec
 
@@ -347,10 +354,8 @@ def run(module):
     cost = None
     if params["daily_backup_bytes"] is not None:
         cost = project_cost(spec, params["daily_backup_bytes"], params["prices"], params["currency"])
-    client = aws.client(params)
-    plan = plan_lifecycle(read_lifecycle(client, params["bucket"]), spec, purge=params["purge"], absent=absent)
-    if plan.changed and not module.check_mode:
-        write_lifecycle(client, params["bucket"], plan.after)
+    plan, warnings = converge(aws.client(params), params["bucket"], spec, purge=params["purge"], absent=absent,
+                              check_mode=module.check_mode)
     result = dict(changed=plan.changed, rules=plan.after.rules, added=plan.added, updated=plan.updated,
                   removed=plan.removed,
                   managed_rules=[rule["ID"] for rule in ([] if absent else spec.desired_rules())])
@@ -359,7 +364,7 @@ def run(module):
     if module._diff:
         result["diff"] = dict(before={"rules": [normal_rule(r) for r in plan.before.rules]},
                               after={"rules": [normal_rule(r) for r in plan.after.rules]})
-    return spec.warnings, result
+    return spec.warnings + warnings, result
 
 
 def main():

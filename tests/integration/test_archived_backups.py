@@ -38,6 +38,10 @@ def archived(pg_server, pg_sample, gnupg_home, s3_server, ansible_runner):
     return repo, client, bucket, old["backup_id"], new["backup_id"], moved
 
 
+def stored_keys(client, bucket):
+    return sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", []))
+
+
 def verify_all(ansible_runner, repo, gnupg_home, server, expect_rc=0):
     args = dict(server.conn_params("postgres"), cluster="main", repository=repo, backup_id="all", level="checksum",
                 encryption={"gnupghome": str(gnupg_home.home)})
@@ -73,11 +77,14 @@ def test_restore_of_an_archived_backup_stops_before_writing(archived, gnupg_home
     repo, client, bucket, old_id, _new_id, moved = archived
     reset_target(pg_server_other, DB)
     databases_before = sorted(pg_server_other.databases())
+    objects_before = stored_keys(client, bucket)
     result = run_restore(ansible_runner, restore_args(pg_server_other, repo, gnupg_home, backup_id=old_id,
                                                       databases=[DB]), expect_rc=2)
     assert result["stage"] == "storage"
     assert "is in an archive storage class" in result["msg"] and "docs/lifecycle.md" in result["msg"]
     assert sorted(pg_server_other.databases()) == databases_before
+    # Nothing written to the repository either: no safety backup, no audit record, no lock left.
+    assert stored_keys(client, bucket) == objects_before
 
     for key in moved:
         client.restore_object(Bucket=bucket, Key=key, RestoreRequest={"Days": 1})

@@ -53,12 +53,15 @@ def test_round_trip_then_no_change(s3_server, bucket, ansible_runner):
     first = lifecycle(ansible_runner, s3_server, bucket, tiers=TIERS, noncurrent_version_expiration_days=30)
     assert first["changed"] is True
     stored = by_id(stored_rules(s3_server, bucket))
-    assert sorted(stored) == sorted(first["managed_rules"]) == sorted(first["added"]) == sorted([
-        "dbdr:daily@pg/", "dbdr:weekly@pg/", "dbdr:weekly-tier@pg/", "dbdr:monthly@pg/", "dbdr:monthly-tier@pg/",
-        "dbdr:yearly@pg/", "dbdr:yearly-tier@pg/", "dbdr:abort-multipart@pg/", "dbdr:noncurrent@pg/"])
-    assert stored["dbdr:monthly-tier@pg/"]["Transitions"] == [{"Days": 30, "StorageClass": "GLACIER"}]
-    assert sorted(t["Key"] for t in stored["dbdr:monthly-tier@pg/"]["Filter"]["And"]["Tags"]) == ["dbdr-class", "dbdr-data"]
+    classes = ("daily", "weekly", "monthly", "yearly")
+    assert sorted(stored) == sorted(first["managed_rules"]) == sorted(first["added"]) == sorted(
+        ["dbdr:%s%s@pg/" % (c, kind) for c in classes for kind in ("", "-data", "-untagged")]
+        + ["dbdr:abort-multipart@pg/", "dbdr:noncurrent@pg/"])
+    assert stored["dbdr:monthly-data@pg/"]["Transitions"] == [{"Days": 30, "StorageClass": "GLACIER"}]
+    assert sorted((t["Key"], t["Value"]) for t in stored["dbdr:monthly-data@pg/"]["Filter"]["And"]["Tags"]) == [
+        ("dbdr-class", "monthly"), ("dbdr-data", "true")]
     assert stored["dbdr:monthly@pg/"]["Expiration"] == {"Days": 365}
+    assert stored["dbdr:monthly-data@pg/"]["Expiration"] == {"Days": 366}
     assert stored["dbdr:abort-multipart@pg/"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
     assert stored["dbdr:noncurrent@pg/"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
     assert any("STANDARD_IA after 26 days" in w for w in first["warnings"])
@@ -78,7 +81,8 @@ def test_check_mode_predicts_and_writes_nothing(s3_server, bucket, ansible_runne
     before = stored_rules(s3_server, bucket)
     shorter = dict(TIERS, daily={"expire_days": 10})
     result = lifecycle(ansible_runner, s3_server, bucket, check=True, tiers=shorter)
-    assert result["changed"] is True and result["updated"] == ["dbdr:daily@pg/"]
+    assert result["changed"] is True
+    assert sorted(result["updated"]) == ["dbdr:daily-data@pg/", "dbdr:daily-untagged@pg/", "dbdr:daily@pg/"]
     assert stored_rules(s3_server, bucket) == before
 
 
@@ -118,7 +122,7 @@ def test_rules_it_does_not_manage_are_kept_unless_purge(s3_server, bucket, ansib
     fewer = dict(TIERS)
     del fewer["weekly"]
     result = lifecycle(ansible_runner, s3_server, bucket, tiers=fewer)
-    assert sorted(result["removed"]) == ["dbdr:weekly-tier@pg/", "dbdr:weekly@pg/"]
+    assert sorted(result["removed"]) == ["dbdr:weekly-data@pg/", "dbdr:weekly-untagged@pg/", "dbdr:weekly@pg/"]
     assert {"access-logs", "dbdr:daily@staging/"} <= set(by_id(stored_rules(s3_server, bucket)))
 
     purged = lifecycle(ansible_runner, s3_server, bucket, tiers=fewer, purge=True)
@@ -213,9 +217,10 @@ def test_rules_tier_a_real_backups_data_and_never_its_manifest(pg_server, pg_sam
     for key in keys:
         tags = dict((t["Key"], t["Value"]) for t in client.get_object_tagging(Bucket=bucket, Key=key)["TagSet"])
         applied = sorted(r["ID"] for r in rules if matches(r, key, tags))
+        # The manifest expires first (365 days) and never moves; the data moves and expires a day later.
         if key.endswith("/manifest.json"):
-            assert applied == ["dbdr:abort-multipart@pg/", "dbdr:monthly@pg/"], key
+            assert applied == ["dbdr:abort-multipart@pg/", "dbdr:monthly-untagged@pg/", "dbdr:monthly@pg/"], key
         else:
-            assert applied == ["dbdr:abort-multipart@pg/", "dbdr:monthly-tier@pg/", "dbdr:monthly@pg/"], key
+            assert applied == ["dbdr:abort-multipart@pg/", "dbdr:monthly-data@pg/", "dbdr:monthly-untagged@pg/"], key
     manifest = json.loads(client.get_object(Bucket=bucket, Key=prefix + "manifest.json")["Body"].read())
     assert manifest["gfs_class"] == "daily"   # the manifest is immutable; the tag is the current class

@@ -6,7 +6,7 @@ import pytest
 
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputError
 from ansible_collections.dbdr.backup.plugins.module_utils._lifecycle.apply import (
-    Lifecycle, normal_rule, normal_rules, plan_lifecycle)
+    Lifecycle, converge, normal_rule, normal_rules, plan_lifecycle)
 from ansible_collections.dbdr.backup.plugins.module_utils._lifecycle.cost import project_cost
 from ansible_collections.dbdr.backup.plugins.module_utils._lifecycle.rules import build_spec, is_managed_id
 
@@ -23,20 +23,30 @@ def rules_by_id(spec):
     return dict((rule["ID"], rule) for rule in spec.desired_rules())
 
 
-def test_design_tiers_become_expiry_rules_on_the_class_and_transitions_on_its_data_only():
+def tags(*pairs):
+    return [{"Key": k, "Value": v} for k, v in pairs]
+
+
+def test_design_tiers_expire_manifests_first_and_move_only_data():
     rules = rules_by_id(build_spec("prod", DESIGN_TIERS, abort_incomplete_multipart_days=7))
-    assert sorted(rules) == sorted([
-        "dbdr:daily@prod/", "dbdr:weekly@prod/", "dbdr:weekly-tier@prod/", "dbdr:monthly@prod/",
-        "dbdr:monthly-tier@prod/", "dbdr:yearly@prod/", "dbdr:yearly-tier@prod/", "dbdr:abort-multipart@prod/"])
+    classes = ("daily", "weekly", "monthly", "yearly")
+    assert sorted(rules) == sorted(["dbdr:%s%s@prod/" % (c, kind) for c in classes for kind in ("", "-data", "-untagged")]
+                                   + ["dbdr:abort-multipart@prod/"])
+    # The manifest (dbdr-data=false) on the day; the data a day later; untagged objects a day after that.
     assert rules["dbdr:daily@prod/"] == {
         "ID": "dbdr:daily@prod/", "Status": "Enabled", "Expiration": {"Days": 14},
-        "Filter": {"And": {"Prefix": "prod/", "Tags": [{"Key": "dbdr-class", "Value": "daily"}]}}}
-    assert rules["dbdr:monthly-tier@prod/"] == {
-        "ID": "dbdr:monthly-tier@prod/", "Status": "Enabled",
-        "Transitions": [{"Days": 30, "StorageClass": "GLACIER"}],
-        "Filter": {"And": {"Prefix": "prod/", "Tags": [{"Key": "dbdr-class", "Value": "monthly"},
-                                                        {"Key": "dbdr-data", "Value": "true"}]}}}
-    # Manifests carry dbdr-class but never dbdr-data: no rule moves them out of immediate access.
+        "Filter": {"And": {"Prefix": "prod/", "Tags": tags(("dbdr-class", "daily"), ("dbdr-data", "false"))}}}
+    assert rules["dbdr:daily-data@prod/"] == {
+        "ID": "dbdr:daily-data@prod/", "Status": "Enabled", "Expiration": {"Days": 15},
+        "Filter": {"And": {"Prefix": "prod/", "Tags": tags(("dbdr-class", "daily"), ("dbdr-data", "true"))}}}
+    assert rules["dbdr:daily-untagged@prod/"] == {
+        "ID": "dbdr:daily-untagged@prod/", "Status": "Enabled", "Expiration": {"Days": 16},
+        "Filter": {"And": {"Prefix": "prod/", "Tags": tags(("dbdr-class", "daily"))}}}
+    assert rules["dbdr:monthly-data@prod/"] == {
+        "ID": "dbdr:monthly-data@prod/", "Status": "Enabled",
+        "Transitions": [{"Days": 30, "StorageClass": "GLACIER"}], "Expiration": {"Days": 366},
+        "Filter": {"And": {"Prefix": "prod/", "Tags": tags(("dbdr-class", "monthly"), ("dbdr-data", "true"))}}}
+    # No rule that moves objects matches a manifest.
     for rule_id, rule in rules.items():
         if "Transitions" in rule:
             assert {"Key": "dbdr-data", "Value": "true"} in rule["Filter"]["And"]["Tags"], rule_id
@@ -49,16 +59,18 @@ def test_without_prefix_a_single_tag_is_a_bare_tag_filter():
     rules = rules_by_id(build_spec("", {"daily": {"expire_days": 10},
                                         "yearly": {"transitions": [{"days": 0, "storage_class": "GLACIER"}]}},
                                    abort_incomplete_multipart_days=0))
-    assert rules["dbdr:daily@"]["Filter"] == {"Tag": {"Key": "dbdr-class", "Value": "daily"}}
-    assert rules["dbdr:yearly-tier@"]["Filter"] == {"And": {"Tags": [{"Key": "dbdr-class", "Value": "yearly"},
-                                                                     {"Key": "dbdr-data", "Value": "true"}]}}
-    assert "dbdr:yearly@" not in rules          # no expire_days: kept forever
+    assert rules["dbdr:daily-untagged@"]["Filter"] == {"Tag": {"Key": "dbdr-class", "Value": "daily"}}
+    assert rules["dbdr:daily@"]["Filter"] == {"And": {"Tags": tags(("dbdr-class", "daily"), ("dbdr-data", "false"))}}
+    assert rules["dbdr:yearly-data@"] == {
+        "ID": "dbdr:yearly-data@", "Status": "Enabled", "Transitions": [{"Days": 0, "StorageClass": "GLACIER"}],
+        "Filter": {"And": {"Tags": tags(("dbdr-class", "yearly"), ("dbdr-data", "true"))}}}
+    assert "dbdr:yearly@" not in rules and "dbdr:yearly-untagged@" not in rules   # kept forever
     assert "dbdr:abort-multipart@" not in rules  # 0 turns the rule off
 
 
 def test_wal_and_noncurrent_rules():
-    spec = build_spec("/pg/", {"daily": {"expire_days": 20}}, abort_incomplete_multipart_days=None,
-                      noncurrent_version_expiration_days=30,
+    spec = build_spec("/pg/", {c: {"expire_days": 20 + i} for i, c in enumerate(("daily", "weekly", "monthly", "yearly"))},
+                      abort_incomplete_multipart_days=None, noncurrent_version_expiration_days=30,
                       wal={"clusters": ["main", "reporting"], "transitions": [{"days": 30, "storage_class": "STANDARD_IA"}],
                            "expire_days": 90})
     rules = rules_by_id(spec)
@@ -69,6 +81,20 @@ def test_wal_and_noncurrent_rules():
     assert rules["dbdr:noncurrent@pg/"] == {
         "ID": "dbdr:noncurrent@pg/", "Status": "Enabled", "Filter": {"Prefix": "pg/"},
         "NoncurrentVersionExpiration": {"NoncurrentDays": 30}, "Expiration": {"ExpiredObjectDeleteMarker": True}}
+
+
+def test_the_examples_of_the_module_pass_validation():
+    import yaml
+    from ansible_collections.dbdr.backup.plugins.modules import s3_lifecycle
+
+    for task in yaml.safe_load(s3_lifecycle.EXAMPLES):
+        args = task["dbdr.backup.s3_lifecycle"]
+        if args.get("state") == "absent":
+            continue
+        spec = build_spec(args.get("prefix", ""), args.get("tiers"), wal=args.get("wal"),
+                          noncurrent_version_expiration_days=args.get("noncurrent_version_expiration_days"),
+                          retention_policy=args.get("retention_policy"))
+        assert spec.warnings == [], task["name"]
 
 
 @pytest.mark.parametrize("tiers, message", [
@@ -117,25 +143,42 @@ def test_leaving_a_class_early_is_a_warning_with_the_minimum_billed():
         "tiers.monthly: objects leave GLACIER after 30 days, but S3 bills at least 90 days there"]
 
 
+ALL_EXPIRE = {"daily": {"expire_days": 14}, "weekly": {"expire_days": 60}, "monthly": {"expire_days": 365},
+              "yearly": {"expire_days": 400}}
+
+
 @pytest.mark.parametrize("wal, message", [
-    ({"clusters": ["main"], "expire_days": 365}, "wal.expire_days (365) must be longer than the longest-kept backups (365 days)"),
+    ({"clusters": ["main"], "expire_days": 400}, "wal.expire_days (400) must be longer than the longest-kept backups (400 days)"),
     ({"clusters": [], "expire_days": 400}, "wal.clusters must name the clusters"),
     ({"clusters": ["main", "main"], "expire_days": 400}, "wal.clusters lists a cluster twice"),
     ({"clusters": ["../etc"], "expire_days": 400}, "cluster"),
     ({"clusters": ["main"]}, "wal has neither transitions nor expire_days"),
 ])
 def test_wal_never_expires_before_the_backups_that_need_it(wal, message):
-    tiers = {"daily": {"expire_days": 14}, "monthly": {"expire_days": 365}}
     with pytest.raises(InputError) as info:
-        build_spec("", tiers, wal=wal)
+        build_spec("", ALL_EXPIRE, wal=wal)
     assert message in str(info.value)
+    assert build_spec("", ALL_EXPIRE, wal={"clusters": ["main"], "expire_days": 401}).wal_tier.expire_days == 401
 
 
-def test_wal_expiry_is_refused_when_a_tier_keeps_backups_forever():
+@pytest.mark.parametrize("tiers", [
+    None,                                                                   # WAL rule alone
+    {"daily": {"expire_days": 16}},                                         # weekly... kept by retention, for ever here
+    dict(ALL_EXPIRE, yearly={"transitions": [{"days": 1, "storage_class": "DEEP_ARCHIVE"}]}),
+])
+def test_wal_expiry_is_refused_while_some_class_has_no_expiry(tiers):
     with pytest.raises(InputError) as info:
-        build_spec("", {"yearly": {"transitions": [{"days": 1, "storage_class": "DEEP_ARCHIVE"}]}},
-                   wal={"clusters": ["main"], "expire_days": 5000})
-    assert "the yearly tier keeps backups without expiry, so its WAL must not expire" in str(info.value)
+        build_spec("", tiers, wal={"clusters": ["main"], "expire_days": 5000})
+    assert "backups have no expiry here" in str(info.value) and "must not expire either" in str(info.value)
+
+
+def test_with_the_retention_policy_wal_must_outlive_what_retention_keeps():
+    policy = {"daily": 7, "weekly": 4, "monthly": 0, "yearly": 0}   # monthly/yearly: retention keeps none
+    tiers = {"daily": {"expire_days": 30}}
+    # weekly: (4 + 1) * 7 = 35 days; daily: min(30, 8) = 8
+    with pytest.raises(InputError, match=r"wal.expire_days \(35\) must be longer than the longest-kept backups \(35 days\)"):
+        build_spec("", tiers, wal={"clusters": ["main"], "expire_days": 35}, retention_policy=policy)
+    assert build_spec("", tiers, wal={"clusters": ["main"], "expire_days": 36}, retention_policy=policy)
 
 
 def test_archived_wal_gets_a_warning_about_pitr_delay():
@@ -235,20 +278,21 @@ def foreign(rule_id, prefix="other/"):
 
 def test_plan_keeps_rules_it_does_not_own_and_removes_its_stale_ones():
     spec = build_spec("prod", {"daily": {"expire_days": 14}}, abort_incomplete_multipart_days=0)
+    ours = ["dbdr:daily@prod/", "dbdr:daily-data@prod/", "dbdr:daily-untagged@prod/"]
     current = Lifecycle([foreign("legal-hold-logs"), foreign("dbdr:daily@staging/"),
                          {"ID": "dbdr:weekly@prod/", "Status": "Enabled", "Filter": {}, "Expiration": {"Days": 9}},
-                         {"ID": "dbdr:daily@prod/", "Status": "Enabled", "Filter": {"And": {"Prefix": "prod/", "Tags": [
-                             {"Key": "dbdr-class", "Value": "daily"}]}}, "Expiration": {"Days": 7}}],
+                         {"ID": "dbdr:daily@prod/", "Status": "Enabled", "Filter": {"And": {"Prefix": "prod/", "Tags": tags(
+                             ("dbdr-class", "daily"), ("dbdr-data", "false"))}}, "Expiration": {"Days": 7}}],
                         minimum_object_size="varies_by_storage_class")
     plan = plan_lifecycle(current, spec)
     assert plan.changed
     assert plan.removed == ["dbdr:weekly@prod/"]
-    assert plan.updated == ["dbdr:daily@prod/"] and plan.added == []
-    assert [r["ID"] for r in plan.after.rules] == ["legal-hold-logs", "dbdr:daily@staging/", "dbdr:daily@prod/"]
+    assert plan.updated == ["dbdr:daily@prod/"] and plan.added == ["dbdr:daily-data@prod/", "dbdr:daily-untagged@prod/"]
+    assert [r["ID"] for r in plan.after.rules] == ["legal-hold-logs", "dbdr:daily@staging/"] + ours
     assert plan.after.minimum_object_size == "varies_by_storage_class"
 
     purged = plan_lifecycle(current, spec, purge=True)
-    assert [r["ID"] for r in purged.after.rules] == ["dbdr:daily@prod/"]
+    assert [r["ID"] for r in purged.after.rules] == ours
     assert sorted(purged.removed) == sorted(["legal-hold-logs", "dbdr:daily@staging/", "dbdr:weekly@prod/"])
 
     in_sync = plan_lifecycle(Lifecycle(plan.after.rules), spec)
@@ -298,3 +342,126 @@ def test_cost_projection_in_the_steady_state():
     assert any("keep growing" in a for a in cost["assumptions"])
     with pytest.raises(InputError, match="daily_backup_bytes"):
         project_cost(spec, -1)
+
+
+def test_thin_margins_over_the_retention_policy_are_warnings():
+    policy = {"keep_last": 30, "daily": 14, "weekly": 8, "monthly": 12, "yearly": 7}
+    spec = build_spec("", {"daily": {"expire_days": 16}, "weekly": {"expire_days": 95},
+                           "monthly": {"expire_days": 400}, "yearly": {"expire_days": 3300}}, retention_policy=policy)
+    text = " | ".join(spec.warnings)
+    # daily: 15 needed, warned below 15 + 8; monthly: 396 needed, warned below 396 + 31
+    assert "tiers.daily.expire_days=16 leaves little margin over the 15 days" in text
+    assert "tiers.monthly.expire_days=400 leaves little margin over the 396 days" in text
+    assert "tiers.weekly" not in text and "tiers.yearly" not in text
+    assert "policy.keep_last=30 keeps the 30 newest backups" in text and "tiers.daily.expire_days=16" in text
+
+
+@pytest.mark.parametrize("other, nests", [("", True), ("prod/eu/", True), ("pr/", False), ("production/", False),
+                                          ("staging/", False)])
+def test_nesting_prefixes_of_other_repositories_are_refused(other, nests):
+    spec = build_spec("prod", {"daily": {"expire_days": 14}})
+    current = Lifecycle([foreign("dbdr:daily@%s" % other, other)])
+    if nests:
+        with pytest.raises(InputError, match="which nest with 'prod/'"):
+            plan_lifecycle(current, spec)
+        # purge removes them; absent only removes ours: neither needs to refuse.
+        assert plan_lifecycle(current, spec, purge=True).removed == ["dbdr:daily@%s" % other]
+        assert plan_lifecycle(current, spec, absent=True).kept == ["dbdr:daily@%s" % other]
+    else:
+        assert plan_lifecycle(current, spec).kept == ["dbdr:daily@%s" % other]
+
+
+def test_legacy_prefix_rules_are_written_in_the_filter_shape():
+    legacy = {"ID": "old-tool", "Prefix": "tmp/", "Status": "Enabled", "Expiration": {"Days": 5}}
+    spec = build_spec("prod", {"daily": {"expire_days": 14}},
+                      rules=[{"ID": "raw-legacy", "Prefix": "x/", "Status": "Enabled", "Expiration": {"Days": 9}}])
+    plan = plan_lifecycle(Lifecycle([legacy]), spec)
+    for rule in plan.after.rules:
+        assert "Prefix" not in rule and "Filter" in rule, rule
+    assert by_rule_id(plan.after.rules)["old-tool"]["Filter"] == {"Prefix": "tmp/"}
+    assert by_rule_id(plan.after.rules)["raw-legacy"]["Filter"] == {"Prefix": "x/"}
+    assert "old-tool" in plan.kept and "old-tool" not in plan.updated   # the same rule, another spelling
+
+
+def by_rule_id(rules):
+    return dict((r["ID"], r) for r in rules)
+
+
+@pytest.mark.parametrize("rule, message", [
+    ({"ID": "a", "Status": "Enabled", "Filter": {}, "Expiration": {"Days": 3, "ExpiredObjectDeleteMarker": True}},
+     "ExpiredObjectDeleteMarker cannot be combined with Days"),
+    ({"ID": "a", "Status": "Enabled", "Filter": {"Tag": {"Key": "k", "Value": "v"}},
+      "Expiration": {"ExpiredObjectDeleteMarker": True}}, "ExpiredObjectDeleteMarker with a tag filter"),
+    ({"ID": "a", "Status": "Enabled", "Filter": {}, "NoncurrentVersionExpiration": {"NoncurrentDays": 0}},
+     "NoncurrentDays must be at least 1"),
+    ({"ID": "a", "Status": "Enabled", "Filter": {}, "NoncurrentVersionExpiration": {}}, "needs NoncurrentDays"),
+    ({"ID": "a", "Status": "Enabled", "Filter": {}, "Transitions": ["GLACIER"]}, "needs Days and StorageClass"),
+])
+def test_more_raw_rules_s3_would_refuse(rule, message):
+    with pytest.raises(InputError, match=message):
+        build_spec("", None, rules=[rule])
+
+
+def test_null_fields_of_raw_rules_are_dropped():
+    spec = build_spec("", None, abort_incomplete_multipart_days=0, rules=[
+        {"ID": "a", "Status": "Enabled", "Filter": {"Prefix": "t/"}, "Expiration": {"Days": 3, "Date": None}}])
+    assert spec.raw_rules == [{"ID": "a", "Status": "Enabled", "Filter": {"Prefix": "t/"}, "Expiration": {"Days": 3}}]
+
+
+class Bucket:
+    """A lifecycle configuration as S3 serves it: `lag` reads show the previous one after a write,
+    and `meanwhile` is written by someone else just after our first read."""
+
+    def __init__(self, rules=(), lag=0, meanwhile=None):
+        self.rules = list(rules)
+        self.previous = None
+        self.lag = lag
+        self.meanwhile = meanwhile
+        self.reads = 0
+        self.writes = []
+
+    def get_bucket_lifecycle_configuration(self, Bucket):  # noqa: N803 - boto3's names
+        self.reads += 1
+        if self.reads == 2 and self.meanwhile is not None:
+            self.rules = self.rules + [self.meanwhile]
+        shown = self.rules
+        if self.previous is not None and self.lag > 0:
+            self.lag -= 1
+            shown = self.previous
+        return {"Rules": [dict(r) for r in shown]}
+
+    def put_bucket_lifecycle_configuration(self, Bucket, LifecycleConfiguration):  # noqa: N803
+        self.previous, self.rules = self.rules, list(LifecycleConfiguration["Rules"])
+        self.writes.append(self.rules)
+
+
+def test_converge_replans_when_another_task_wrote_meanwhile_and_waits_for_propagation():
+    spec = build_spec("prod", {"daily": {"expire_days": 14}}, abort_incomplete_multipart_days=0)
+    bucket = Bucket([foreign("keep-me")], lag=2, meanwhile=foreign("dbdr:daily@staging/", "staging/"))
+    waits = []
+    plan, warnings = converge(bucket, "b", spec, sleep=waits.append)
+    assert warnings == [] and plan.changed
+    (written,) = bucket.writes
+    assert [r["ID"] for r in written][:2] == ["keep-me", "dbdr:daily@staging/"]   # the other task's rule survives
+    assert waits == [2, 2]   # two stale reads after the write
+
+    # Check mode and no-op runs read once and never write.
+    again = Bucket(written)
+    plan, _ = converge(again, "b", spec, check_mode=False)
+    assert not plan.changed and again.writes == [] and again.reads == 1
+    checking = Bucket([])
+    plan, _ = converge(checking, "b", spec, check_mode=True)
+    assert plan.changed and checking.writes == []
+
+
+def test_converge_warns_when_s3_never_shows_the_new_configuration():
+    spec = build_spec("prod", {"daily": {"expire_days": 14}}, abort_incomplete_multipart_days=0)
+    bucket = Bucket([], lag=10 ** 6)
+    now = [0.0]
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    plan, warnings = converge(bucket, "b", spec, sleep=sleep, clock=lambda: now[0])
+    assert plan.changed and len(bucket.writes) == 1
+    assert warnings and "may still be propagating" in warnings[0]

@@ -47,8 +47,10 @@ def test_tags_and_encryption_args():
                                                      "ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "k"}
     # Manifests, audit records and locks stay in STANDARD and never carry the data tag that
     # lifecycle transition rules match.
-    assert repo._extra_args("weekly") == {"Tagging": "dbdr-class=weekly", "ServerSideEncryption": "aws:kms",
-                                          "SSEKMSKeyId": "k"}
+    assert repo._extra_args("weekly") == {"Tagging": "dbdr-class=weekly&dbdr-data=false",
+                                          "ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "k"}
+    # Verification and audit records carry their own class and no data tag.
+    assert repo._extra_args("verify")["Tagging"] == "dbdr-class=verify"
     assert repo._extra_args(None) == {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "k"}
     assert repo.describe("c/x") == "s3://b/c/x"
 
@@ -93,4 +95,15 @@ class _HeadOnly:
 ])
 def test_archive_state_from_the_head_of_an_object(head, state):
     repo = s3.S3Repository(client=_HeadOnly(head), bucket="b")
+    assert repo.archive_state("c/x") == state
+
+
+@pytest.mark.parametrize("head, state", [
+    ({"StorageClass": "INTELLIGENT_TIERING"}, None),
+    ({"StorageClass": "INTELLIGENT_TIERING", "ArchiveStatus": "ARCHIVE_ACCESS"}, "archived"),
+    ({"StorageClass": "INTELLIGENT_TIERING", "ArchiveStatus": "DEEP_ARCHIVE_ACCESS",
+      "Restore": 'ongoing-request="true"'}, "restoring"),
+])
+def test_intelligent_tiering_archive_tiers_count_as_archived(head, state):
+    repo = s3.S3Repository(client=_HeadOnly(dict(head, ContentLength=5)), bucket="b")
     assert repo.archive_state("c/x") == state

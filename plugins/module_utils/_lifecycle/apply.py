@@ -12,10 +12,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import time
 
 from ansible_collections.dbdr.backup.plugins.module_utils import _aws as aws
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputError
-from ansible_collections.dbdr.backup.plugins.module_utils._lifecycle.rules import MAX_RULES
+from ansible_collections.dbdr.backup.plugins.module_utils._lifecycle.rules import MAX_RULES, RULE_ID_PREFIX, modern
 from ansible_collections.dbdr.backup.plugins.module_utils._retry import retried
 
 try:
@@ -129,9 +130,30 @@ class Plan:
         return bool(self.added or self.updated or self.removed)
 
 
+def overlapping_prefixes(rules, prefix):
+    """Prefixes of other repositories' dbdr rules in the bucket that nest with ours ("" nests
+    with all): a rule filtered by the shorter prefix also acts on the other's backups."""
+    found = set()
+    for rule in rules:
+        rule_id = rule.get("ID") or ""
+        if not rule_id.startswith(RULE_ID_PREFIX) or "@" not in rule_id:
+            continue
+        other = rule_id.rsplit("@", 1)[1]
+        if other != prefix and (other.startswith(prefix) or prefix.startswith(other)):
+            found.add(other)
+    return sorted(found)
+
+
 def plan_lifecycle(current, spec, purge=False, absent=False):
     """The configuration to write: rules we don't manage (unless purge), then ours."""
     desired = [] if absent else spec.desired_rules()
+    if not absent and not purge:
+        nested = overlapping_prefixes(current.rules, spec.prefix)
+        if nested:
+            raise InputError("the bucket holds dbdr lifecycle rules for prefix(es) %s, which nest with %r: a rule "
+                             "filtered by the shorter prefix acts on both repositories and the shortest expiry wins; "
+                             "give the repositories prefixes that do not nest (or remove those rules)"
+                             % (", ".join(repr(p) for p in nested), spec.prefix))
     raw_ids = set(rule["ID"] for rule in spec.raw_rules)
     desired_ids = set(rule["ID"] for rule in desired)
     kept, removed = [], []
@@ -142,7 +164,7 @@ def plan_lifecycle(current, spec, purge=False, absent=False):
         if spec.owns(rule_id) or (absent and rule_id in raw_ids) or (purge and not absent):
             removed.append(rule_id)
         else:
-            kept.append(rule)
+            kept.append(modern(rule))
     after_rules = kept + desired
     if len(after_rules) > MAX_RULES:
         raise InputError("the configuration would hold %d rules; S3 allows %d" % (len(after_rules), MAX_RULES))
@@ -151,3 +173,33 @@ def plan_lifecycle(current, spec, purge=False, absent=False):
     updated = [i for i in after_by_id if i in before_by_id and before_by_id[i] != after_by_id[i]]
     return Plan(current, Lifecycle(after_rules, current.minimum_object_size), added, updated, removed,
                 [rule.get("ID") for rule in kept])
+
+
+# S3 applies a new lifecycle configuration with a delay; reads may show the old one meanwhile.
+PROPAGATION_SECONDS = 60
+
+
+def converge(client, bucket, spec, purge=False, absent=False, check_mode=False, sleep=time.sleep,
+             clock=time.monotonic):
+    """Read, plan and (unless check mode) write; returns (plan, warnings).
+
+    The configuration is read again just before the write and the plan redone if it moved (a
+    task for another prefix of the bucket ran meanwhile), and after the write it is read until
+    it shows our rules, so that the next run (or task) starts from what S3 really holds."""
+    plan = plan_lifecycle(read_lifecycle(client, bucket), spec, purge=purge, absent=absent)
+    if not plan.changed or check_mode:
+        return plan, []
+    latest = read_lifecycle(client, bucket)
+    if normal_rules(latest.rules) != normal_rules(plan.before.rules):
+        plan = plan_lifecycle(latest, spec, purge=purge, absent=absent)
+        if not plan.changed:
+            return plan, []
+    write_lifecycle(client, bucket, plan.after)
+    wanted = normal_rules(plan.after.rules)
+    deadline = clock() + PROPAGATION_SECONDS
+    while normal_rules(read_lifecycle(client, bucket).rules) != wanted:
+        if clock() >= deadline:
+            return plan, ["S3 does not show the new lifecycle configuration of %s after %d s; it may still be "
+                          "propagating (run the task again later to confirm)" % (bucket, PROPAGATION_SECONDS)]
+        sleep(2)
+    return plan, []

@@ -8,7 +8,7 @@ __metaclass__ = type
 
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputError
 from ansible_collections.dbdr.backup.plugins.module_utils._lifecycle.rules import PERIOD_DAYS
-from ansible_collections.dbdr.backup.plugins.module_utils._status import DEFAULT_CURRENCY, GIB, price_table
+from ansible_collections.dbdr.backup.plugins.module_utils._status import DEFAULT_CURRENCY, GIB, price_table, validate_prices
 
 # A tier that never expires grows without bound; its projection is what it holds after this long.
 HORIZON_DAYS = 365
@@ -20,6 +20,7 @@ def project_cost(spec, daily_backup_bytes, prices=None, currency=DEFAULT_CURRENC
     size * days / P bytes in that class."""
     if isinstance(daily_backup_bytes, bool) or not isinstance(daily_backup_bytes, int) or daily_backup_bytes < 0:
         raise InputError("daily_backup_bytes must be a whole number of bytes, got %r" % (daily_backup_bytes,))
+    validate_prices(prices, currency)
     table = price_table(prices)
     tiers, total = {}, 0.0
     for tier in spec.tiers:

@@ -5,11 +5,12 @@
 
 Pure: no storage. Each GFS class becomes up to two rules (see docs/lifecycle.md):
 
-* ``dbdr:<class>@<prefix>`` expires every object tagged ``dbdr-class=<class>`` (dumps and the
-  manifest alike, so a backup goes as a whole);
-* ``dbdr:<class>-tier@<prefix>`` moves only backup *data* (tag ``dbdr-data=true``) to colder
-  storage classes. Manifests never transition: the catalog, retention and restore read them at
-  once, and an archived manifest would hide its backup until someone thawed it.
+* ``dbdr:<class>@<prefix>`` expires the manifests (``dbdr-class=<class>``, ``dbdr-data=false``);
+* ``dbdr:<class>-data@<prefix>`` moves backup *data* (``dbdr-data=true``) to colder storage
+  classes and expires it a day after the manifests. Manifests never transition: the catalog,
+  retention and restore read them at once, and an archived manifest would hide its backup;
+* ``dbdr:<class>-untagged@<prefix>`` expires what carries the class but no data tag (objects
+  written before the tag existed) a day after the data.
 
 Rule ids carry the prefix so that several repositories (prefixes) can share one bucket, each
 s3_lifecycle task owning only its own rules."""
@@ -139,14 +140,25 @@ def _tag_filter(prefix, tags):
 
 
 def tier_rules(prefix, tier):
+    """Manifests (dbdr-data=false) expire on the day; their data (dbdr-data=true) a day later,
+    and anything of the class without the data tag (written before it existed) a day after
+    that. Data is uploaded before its manifest, and S3 rounds expiry up to the next midnight
+    UTC: with one rule for both, a backup taken across midnight would lose its data a day
+    before its manifest, and be listed but broken for that day. Manifest first, as retention."""
     rules = []
     if tier.expire_days is not None:
-        rules.append(_rule(managed_id(tier.name, prefix), _tag_filter(prefix, [(TAG_CLASS, tier.name)]),
+        rules.append(_rule(managed_id(tier.name, prefix), _tag_filter(prefix, [(TAG_CLASS, tier.name), (TAG_DATA, "false")]),
                            Expiration={"Days": tier.expire_days}))
+    data = {}
     if tier.transitions:
-        rules.append(_rule(managed_id(tier.name + "-tier", prefix),
-                           _tag_filter(prefix, [(TAG_CLASS, tier.name), (TAG_DATA, "true")]),
-                           Transitions=[t.to_s3() for t in tier.transitions]))
+        data["Transitions"] = [t.to_s3() for t in tier.transitions]
+    if tier.expire_days is not None:
+        data["Expiration"] = {"Days": tier.expire_days + 1}
+    rules.append(_rule(managed_id(tier.name + "-data", prefix),
+                       _tag_filter(prefix, [(TAG_CLASS, tier.name), (TAG_DATA, "true")]), **data))
+    if tier.expire_days is not None:
+        rules.append(_rule(managed_id(tier.name + "-untagged", prefix), _tag_filter(prefix, [(TAG_CLASS, tier.name)]),
+                           Expiration={"Days": tier.expire_days + 2}))
     return rules
 
 
@@ -247,21 +259,44 @@ def storage_warnings(where, tier):
     return warnings
 
 
+def retention_days(policy, gfs_class):
+    """How long backup_retention keeps backups of a class at most, assuming one backup per period
+    and no gaps: N periods, plus one for the day the promotion to a longer class happens."""
+    count = policy.counts.get(gfs_class) or 0
+    return int(math.ceil(PERIOD_DAYS[gfs_class] * (count + 1))) if count else 0
+
+
+def warning_margin(gfs_class, needed):
+    """Days beyond the bare minimum below which an expiry earns a warning: gaps in daily and
+    weekly backups (weekends, missed runs) stretch what retention keeps by half; for the long
+    classes, one more period."""
+    if gfs_class in ("daily", "weekly"):
+        return int(math.ceil(needed * 0.5))
+    return int(math.ceil(PERIOD_DAYS[gfs_class]))
+
+
 def retention_conflicts(tiers, policy):
-    """Expirations that would delete backups the retention policy keeps. backup_retention keeps N
-    periods of a class; the lifecycle rule must wait until the oldest of them is due, plus one
-    period of slack for the day the promotion to a longer class happens."""
-    errors = []
+    """(errors, warnings) for expirations that would delete backups the retention policy keeps."""
+    errors, warnings = [], []
     for tier in tiers:
-        count = policy.counts.get(tier.name) or 0
-        if not count or tier.expire_days is None:
+        needed = retention_days(policy, tier.name)
+        if not needed or tier.expire_days is None:
             continue
-        needed = int(math.ceil(PERIOD_DAYS[tier.name] * (count + 1)))
         if tier.expire_days < needed:
             errors.append("tiers.%s.expire_days=%d deletes %s backups that the retention policy keeps (%s: %d "
                           "periods); use at least %d, or let backup_retention expire them"
-                          % (tier.name, tier.expire_days, tier.name, tier.name, count, needed))
-    return errors
+                          % (tier.name, tier.expire_days, tier.name, tier.name, policy.counts[tier.name], needed))
+        elif tier.expire_days < needed + warning_margin(tier.name, needed):
+            warnings.append("tiers.%s.expire_days=%d leaves little margin over the %d days the retention policy keeps "
+                            "%s backups when there is one per period; with gaps (no backups at weekends, missed runs) "
+                            "retention reaches further back and the lifecycle rule deletes what it keeps"
+                            % (tier.name, tier.expire_days, needed, tier.name))
+    daily = dict((t.name, t) for t in tiers).get("daily")
+    if daily is not None and daily.expire_days is not None and policy.keep_last > daily.expire_days:
+        warnings.append("policy.keep_last=%d keeps the %d newest backups, which with one backup a day reach back "
+                        "further than tiers.daily.expire_days=%d: S3 expires the older ones regardless"
+                        % (policy.keep_last, policy.keep_last, daily.expire_days))
+    return errors, warnings
 
 
 def _rule_with_id(index, rule):
@@ -293,9 +328,10 @@ def check_raw_rule(index, rule):
         raise InputError("%s (%s): unknown key(s) %s" % (where, rule_id, ", ".join(unknown)))
     if not set(rule) & actions:
         raise InputError("%s (%s): the rule has no action (%s)" % (where, rule_id, ", ".join(sorted(actions))))
+    rule = without_none(rule)
     transitions = []
     for spot, item in enumerate(rule.get("Transitions") or []):
-        if "Days" not in item or "StorageClass" not in item:
+        if not isinstance(item, dict) or "Days" not in item or "StorageClass" not in item:
             raise InputError("%s (%s).Transitions[%d] needs Days and StorageClass (Date is not supported)"
                              % (where, rule_id, spot))
         transitions.append({"days": item["Days"], "storage_class": item["StorageClass"]})
@@ -307,6 +343,35 @@ def check_raw_rule(index, rule):
         parse_tier("%s (%s)" % (where, rule_id), tier_data, rule_id)
     if rule.get("AbortIncompleteMultipartUpload") and _has_tags(rule.get("Filter") or {}):
         raise InputError("%s (%s): S3 does not allow AbortIncompleteMultipartUpload with a tag filter" % (where, rule_id))
+    if expiration.get("ExpiredObjectDeleteMarker"):
+        if "Days" in expiration or "Date" in expiration:
+            raise InputError("%s (%s): ExpiredObjectDeleteMarker cannot be combined with Days or Date in one Expiration"
+                             % (where, rule_id))
+        if _has_tags(rule.get("Filter") or {}):
+            raise InputError("%s (%s): S3 does not allow ExpiredObjectDeleteMarker with a tag filter" % (where, rule_id))
+    noncurrent = rule.get("NoncurrentVersionExpiration")
+    if noncurrent is not None:
+        if not isinstance(noncurrent, dict) or "NoncurrentDays" not in noncurrent:
+            raise InputError("%s (%s): NoncurrentVersionExpiration needs NoncurrentDays" % (where, rule_id))
+        _days("%s (%s).NoncurrentVersionExpiration.NoncurrentDays" % (where, rule_id), noncurrent["NoncurrentDays"], 1)
+    return modern(rule)
+
+
+def without_none(value):
+    """A rule without null fields (YAML's `Date:` with no value), which botocore would refuse."""
+    if isinstance(value, dict):
+        return dict((k, without_none(v)) for k, v in value.items() if v is not None)
+    if isinstance(value, list):
+        return [without_none(v) for v in value]
+    return value
+
+
+def modern(rule):
+    """A rule in the V2 shape: S3 refuses a configuration that mixes the legacy rule-level
+    Prefix (older tools write it) with Filter, and ours always use Filter."""
+    if "Prefix" in rule and "Filter" not in rule:
+        rule = dict(rule)
+        rule["Filter"] = {"Prefix": rule.pop("Prefix") or ""}
     return rule
 
 
@@ -336,7 +401,6 @@ def build_spec(prefix="", tiers=None, wal=None, abort_incomplete_multipart_days=
         if len(set(wal_clusters)) != len(wal_clusters):
             raise InputError("wal.clusters lists a cluster twice")
         wal_tier = parse_tier("wal", wal, "wal")
-        check_wal_expiry(parsed, wal_tier)
         warnings.extend(storage_warnings("wal", wal_tier))
         if any(t.storage_class in ARCHIVE_STORAGE_CLASSES for t in wal_tier.transitions):
             warnings.append("wal: archived WAL (GLACIER/DEEP_ARCHIVE) must be restored from the archive tier "
@@ -349,10 +413,14 @@ def build_spec(prefix="", tiers=None, wal=None, abort_incomplete_multipart_days=
     if noncurrent_version_expiration_days is not None:
         noncurrent_days = _days("noncurrent_version_expiration_days", noncurrent_version_expiration_days, minimum=1)
 
-    if retention_policy:
-        errors = retention_conflicts(parsed, Policy.from_dict(retention_policy))
+    policy = Policy.from_dict(retention_policy) if retention_policy else None
+    if policy is not None:
+        errors, retention_warnings = retention_conflicts(parsed, policy)
         if errors:
             raise InputError("; ".join(errors))
+        warnings.extend(retention_warnings)
+    if wal_tier is not None:
+        check_wal_expiry(parsed, wal_tier, policy)
 
     if allow_empty:
         # state absent: raw rules only name what to remove.
@@ -373,16 +441,30 @@ def build_spec(prefix="", tiers=None, wal=None, abort_incomplete_multipart_days=
     return spec
 
 
-def check_wal_expiry(tiers, wal_tier):
-    """WAL is needed as long as the oldest base backup it can roll forward: never expire it sooner."""
+def check_wal_expiry(tiers, wal_tier, policy=None):
+    """WAL is needed as long as the oldest base backup it can roll forward: never expire it
+    sooner. A class kept without an expiry here (no tier, or a tier without expire_days) and
+    not bounded by the retention policy keeps its backups for ever, so WAL must not expire."""
     if wal_tier.expire_days is None:
         return
-    forever = [t.name for t in tiers if t.expire_days is None]
-    if forever:
-        raise InputError("wal.expire_days: the %s tier keeps backups without expiry, so its WAL must not expire "
-                         "either; leave wal.expire_days out and let retention remove WAL that no backup needs"
-                         % ", ".join(forever))
-    longest = max([t.expire_days for t in tiers] or [0])
+    by_name = dict((t.name, t) for t in tiers)
+    longest, unbounded = 0, []
+    for name in GFS_CLASSES:
+        tier = by_name.get(name)
+        kept = tier.expire_days if tier is not None else None
+        if policy is not None:
+            retained = retention_days(policy, name)
+            kept = retained if kept is None else min(kept, retained)
+        if kept is None:
+            unbounded.append(name)
+        else:
+            longest = max(longest, kept)
+    if unbounded:
+        raise InputError("wal.expire_days: %s backups have no expiry here (no tiers.<class>.expire_days%s), so the "
+                         "WAL they need must not expire either; give them an expiry%s, or leave wal.expire_days out "
+                         "and let retention remove WAL that no backup needs"
+                         % (", ".join(unbounded), "" if policy else " and no retention_policy",
+                            "" if policy else " or the retention_policy"))
     if wal_tier.expire_days <= longest:
         raise InputError("wal.expire_days (%d) must be longer than the longest-kept backups (%d days): WAL still "
                          "needed to restore them would be deleted" % (wal_tier.expire_days, longest))

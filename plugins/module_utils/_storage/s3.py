@@ -22,7 +22,7 @@ from ansible_collections.dbdr.backup.plugins.module_utils import _aws as aws
 from ansible_collections.dbdr.backup.plugins.module_utils._layout import TAG_CLASS, TAG_DATA
 from ansible_collections.dbdr.backup.plugins.module_utils._retry import retried
 from ansible_collections.dbdr.backup.plugins.module_utils._storage.base import (
-    ARCHIVE_STORAGE_CLASSES, Repository, StoredObject, validate_key)
+    ARCHIVE_STORAGE_CLASSES, GFS_CLASSES, Repository, StoredObject, validate_key)
 
 try:
     from boto3.s3.transfer import TransferConfig
@@ -211,10 +211,10 @@ class S3Repository(Repository):
 
     def _extra_args(self, gfs_class, data=False):
         tags = [(TAG_CLASS, gfs_class)] if gfs_class else []
-        if data and gfs_class:
-            # Lifecycle rules move only objects carrying this tag to colder classes: manifests and
-            # records must stay readable at once (see s3_lifecycle and docs/storage-format.md).
-            tags.append((TAG_DATA, "true"))
+        if gfs_class in GFS_CLASSES:
+            # Lifecycle rules move only backup data to colder classes (manifests and records must
+            # stay readable at once) and expire a manifest before its data: see s3_lifecycle.
+            tags.append((TAG_DATA, "true" if data else "false"))
         args = {"Tagging": "&".join("%s=%s" % tag for tag in tags)} if tags else {}
         if self.storage_class and data:
             # Only dumps go to the chosen class: manifests, audit records and locks must stay
@@ -252,7 +252,9 @@ class S3Repository(Repository):
 
     def archive_state(self, key):
         head = self._head(key)
-        if head is None or head.get("StorageClass") not in ARCHIVE_STORAGE_CLASSES:
+        # Intelligent-Tiering's opt-in archive tiers need the same restore as GLACIER.
+        if head is None or (head.get("StorageClass") not in ARCHIVE_STORAGE_CLASSES
+                            and head.get("ArchiveStatus") not in ("ARCHIVE_ACCESS", "DEEP_ARCHIVE_ACCESS")):
             return None
         # x-amz-restore: absent (never restored), ongoing-request="true" (running), or
         # ongoing-request="false", expiry-date=... (a readable copy exists until then).

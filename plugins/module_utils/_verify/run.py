@@ -152,13 +152,18 @@ def _choose(request, catalog):
     return [entry]
 
 
+# Listings show the storage class; whether an object can be read now takes a HEAD (it may have
+# been restored from the archive tier, or sit in an Intelligent-Tiering archive tier).
+MAYBE_ARCHIVED = ARCHIVE_STORAGE_CLASSES + ("INTELLIGENT_TIERING",)
+
+
 def _skip_archived(repository, entries):
     """With backup_id all, backups that a lifecycle rule moved to an archive class (and that
     nobody restored from it) cannot be read: they are skipped with the reason, not failed, so
     that a routine run does not alert on every archived monthly. Asked for by id, they fail."""
     readable, skipped = [], []
     for entry in entries:
-        archived = [o for o in entry.objects if o.storage_class in ARCHIVE_STORAGE_CLASSES]
+        archived = [o for o in entry.objects if o.storage_class in MAYBE_ARCHIVED]
         states = [repository.archive_state(o.key) for o in archived]
         waiting = [(o, state) for o, state in zip(archived, states) if state is not None]
         if waiting:
@@ -188,7 +193,8 @@ def plan_verify(request):
         entries, skipped = _skip_archived(repository, entries)
     for name in request.databases:
         if not any(e.manifest and name in [d.name for d in e.manifest.databases] for e in entries):
-            raise InputError("database %r is in none of the backups to verify" % (name,))
+            raise InputError("database %r is in none of the backups to verify%s" % (
+                name, " (%d archived backup(s) were left out)" % len(skipped) if skipped else ""))
     assertions = _assertions(request, entries) if request.level == "restore" else {}
     gnupghome, passphrase = None, None
     if request.level != "checksum":
