@@ -24,7 +24,8 @@ description:
     whole configuration on each write; the module writes only when the normalized rules differ, so a
     second run reports no change.
   - Everything is validated against S3's own rules before any request that writes (see docs/lifecycle.md).
-author: dbdr.backup maintainers
+author:
+  - dbdr.backup maintainers (@dbdr-backup)
 extends_documentation_fragment:
   - dbdr.backup.aws
 options:
@@ -34,7 +35,7 @@ options:
     required: true
   prefix:
     description:
-      - Key prefix of the repository in the bucket (the O(repository.prefix) given to pg_backup).
+      - Key prefix of the repository in the bucket (the O(dbdr.backup.pg_backup#module:repository.prefix) given to pg_backup).
       - Rule IDs carry it, so several repositories in one bucket each keep their own rules.
     type: str
     default: ''
@@ -217,7 +218,7 @@ options:
     type: str
     default: USD
 notes:
-  - Supports check mode (nothing is written, RV(changed) is what a real run would report) and diff mode.
+  - Supports check mode (nothing is written, C(changed) is what a real run would report) and diff mode.
   - S3 holds one lifecycle configuration per bucket. Run one task per bucket at a time (V(run_once), or
     V(throttle=1) when several hosts delegate to the controller); the module re-reads the configuration just
     before writing and waits until S3 shows the new one, which narrows but cannot close the window.

@@ -48,8 +48,8 @@ def verify_all(ansible_runner, repo, gnupg_home, server, expect_rc=0):
     return run_module(ansible_runner, "backup_verify", args, expect_rc=expect_rc)
 
 
-def test_verify_all_skips_archived_backups_then_verifies_them_once_restored(archived, gnupg_home, pg_server,
-                                                                           ansible_runner):
+def test_verify_all_skips_archived_backups_then_verifies_them_once_restored(
+        archived, gnupg_home, pg_server, ansible_runner):
     repo, client, bucket, old_id, new_id, moved = archived
     result = verify_all(ansible_runner, repo, gnupg_home, pg_server)
     assert result["result"] == "ok"

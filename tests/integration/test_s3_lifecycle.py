@@ -198,8 +198,8 @@ def matches(rule, key, tags):
     return key.startswith(spec.get("Prefix", "")) and all(tags.get(t["Key"]) == t["Value"] for t in wanted)
 
 
-def test_rules_tier_a_real_backups_data_and_never_its_manifest(pg_server, pg_sample, gnupg_home, s3_server, bucket,
-                                                              ansible_runner):
+def test_rules_tier_a_real_backups_data_and_never_its_manifest(
+        pg_server, pg_sample, gnupg_home, s3_server, bucket, ansible_runner):
     """moto stores lifecycle rules but never runs them: evaluate the stored rules against the
     tags of a real backup's objects, after a retention promotion re-tagged them."""
     repo = s3_server.repository(bucket, prefix="pg")

@@ -447,11 +447,11 @@ def test_converge_replans_when_another_task_wrote_meanwhile_and_waits_for_propag
 
     # Check mode and no-op runs read once and never write.
     again = Bucket(written)
-    plan, _ = converge(again, "b", spec, check_mode=False)
-    assert not plan.changed and again.writes == [] and again.reads == 1
+    plan, warnings = converge(again, "b", spec, check_mode=False)
+    assert not plan.changed and again.writes == [] and again.reads == 1 and warnings == []
     checking = Bucket([])
-    plan, _ = converge(checking, "b", spec, check_mode=True)
-    assert plan.changed and checking.writes == []
+    plan, warnings = converge(checking, "b", spec, check_mode=True)
+    assert plan.changed and checking.writes == [] and warnings == []
 
 
 def test_converge_warns_when_s3_never_shows_the_new_configuration():
