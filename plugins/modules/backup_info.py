@@ -264,7 +264,7 @@ def read_status(params, now):
     # Bad options, a bad webhook URL or metrics path fail up front, not after the repository was read.
     since = check_options(params)
     repository = open_repository(params["repository"])
-    repository.check_readable()
+    repository.check_readable(params["cluster"])
     catalog = read_catalog(repository, params["cluster"])
     status = status_of(repository, params, now, catalog)
     shown = _status.apply_filters(status, dict(labels=params["labels"], gfs_class=params["gfs_class"], since=since))

@@ -184,7 +184,7 @@ def plan_backup(request):
                                         request.compression.get("threads"))
     repository = open_repository(request.repository)
     gnupghome, recipients = _encryption(request, repository)
-    repository.check_access()
+    repository.check_access(request.cluster)
 
     conn = _pg.connect(request.connection)
     try:

@@ -227,18 +227,22 @@ def _sweep_orphans(repository, cluster, warnings):
                 repository.delete(stored.key)
                 removed += 1
         except StorageError as exc:
-            warnings.append("could not remove the objects of incomplete backup %s (ignored: it has no manifest): %s"
-                            % (backup_id, exc))
+            warnings.append("could not remove the objects of incomplete backup %s (ignored: it has no manifest; "
+                            "backup_retention removes such leftovers): %s" % (backup_id, exc))
     return removed
 
 
 def _cleanup(repository, written, warnings):
+    """Remove what a failed run wrote; returns the keys that could not be removed."""
+    left = []
     for key in reversed(written):
         try:
             repository.delete(key)
         except Exception as exc:  # pylint: disable=broad-except
+            left.append(key)
             warnings.append("could not remove %s after the failure (it has no manifest and is ignored): %s"
                             % (repository.describe(key), exc))
+    return left
 
 
 def run_backup(plan):
@@ -333,7 +337,11 @@ def _run_locked(plan, started):
         repository.put_bytes(key, manifest.to_json(), request.gfs_class)
     except BaseException as exc:
         live.kill_all()
-        _cleanup(repository, written, warnings)
+        left = _cleanup(repository, written, warnings)
+        if left and isinstance(exc, DbdrError):
+            # A writer without delete permission (backup_iam): say so in the task's message.
+            exc.message += ("; %d object(s) without a manifest could not be removed (%s) and are left for "
+                            "backup_retention's leftover sweep" % (len(left), ", ".join(left)))
         audit_details["error"] = str(exc) or exc.__class__.__name__
         audit_details["warnings"] = warnings
         try:

@@ -397,7 +397,7 @@ def plan_restore(request):
         raise InputError("psycopg2 is required on the database host (pip install psycopg2-binary)")
     repository = open_repository(request.repository)
     # Reading is enough for a restore (a safety backup checks write access when it is planned).
-    repository.check_readable()
+    repository.check_readable(request.cluster)
     manifest, skipped = choose_backup(repository, request.cluster, request.backup_id, request.before,
                                       _suitability(request))
     warnings = []

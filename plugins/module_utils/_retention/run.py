@@ -112,7 +112,7 @@ def plan_retention(repository, cluster, policy, now):
     validate_cluster(cluster)
     if not isinstance(policy, Policy):
         policy = Policy.from_dict(policy)
-    repository.check_readable()
+    repository.check_readable(cluster)
     catalog = read_catalog(repository, cluster)
     decisions = decide(catalog.entries, policy, now)
     warnings = warnings_for(decisions)
@@ -197,7 +197,7 @@ def run_retention(plan):
     started = utc_now()
     result = RetentionResult(plan)
     try:
-        repository.check_access()
+        repository.check_access(cluster)
         for decision in plan.to_delete:
             result.bytes_freed += delete_backup(repository, cluster, decision.entry)
             result.deleted.append(decision.entry)

@@ -48,12 +48,13 @@ class Repository(abc.ABC):
         """Human-readable location of a key (path or s3:// URL)."""
 
     @abc.abstractmethod
-    def check_access(self):
-        """Raise NotFoundError / AccessDeniedError before anything is written."""
+    def check_access(self, cluster=None):
+        """Raise NotFoundError / AccessDeniedError before anything is written. With a cluster,
+        the check needs no more permission than working on that cluster's keys does."""
 
-    def check_readable(self):
+    def check_readable(self, cluster=None):
         """Raise NotFoundError / AccessDeniedError unless backups can be read (restore, verify)."""
-        self.check_access()
+        self.check_access(cluster)
 
     @abc.abstractmethod
     def put_stream(self, key, reader, gfs_class, size_hint=None):

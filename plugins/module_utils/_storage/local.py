@@ -39,7 +39,7 @@ class LocalRepository(Repository):
     def _path(self, key):
         return os.path.join(self.root, *validate_key(key).split("/"))
 
-    def check_access(self):
+    def check_access(self, cluster=None):
         parent = os.path.dirname(self.root)
         if not os.path.isdir(self.root):
             if not os.path.isdir(parent):
@@ -50,7 +50,7 @@ class LocalRepository(Repository):
         if not os.access(self.root, os.W_OK | os.X_OK | os.R_OK):
             raise AccessDeniedError("repository directory %s is not writable" % self.root)
 
-    def check_readable(self):
+    def check_readable(self, cluster=None):
         if not os.path.isdir(self.root):
             raise NotFoundError("repository directory %s does not exist" % self.root)
         if not os.access(self.root, os.R_OK | os.X_OK):

@@ -19,7 +19,7 @@ from ansible_collections.dbdr.backup.plugins.module_utils._errors import (
     AccessDeniedError, AlreadyExistsError, InputError, LockedError, NotFoundError, StorageError,
     TransientStorageError)
 from ansible_collections.dbdr.backup.plugins.module_utils import _aws as aws
-from ansible_collections.dbdr.backup.plugins.module_utils._layout import TAG_CLASS, TAG_DATA
+from ansible_collections.dbdr.backup.plugins.module_utils._layout import TAG_CLASS, TAG_DATA, cluster_root
 from ansible_collections.dbdr.backup.plugins.module_utils._retry import retried
 from ansible_collections.dbdr.backup.plugins.module_utils._storage.base import (
     ARCHIVE_STORAGE_CLASSES, GFS_CLASSES, Repository, StoredObject, validate_key)
@@ -230,8 +230,13 @@ class S3Repository(Repository):
 
     @retried()
     @translate_errors("check bucket")
-    def check_access(self):
-        self.client.head_bucket(Bucket=self.bucket)
+    def check_access(self, cluster=None):
+        if cluster is None:
+            self.client.head_bucket(Bucket=self.bucket)
+            return
+        # S3 authorises HeadBucket as a ListBucket of the whole bucket, which least-privilege
+        # policies (backup_iam) allow only below the cluster's prefix: list there instead.
+        self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key(cluster_root(cluster) + "/"), MaxKeys=1)
 
     @retried()
     @translate_errors("head")
@@ -295,9 +300,15 @@ class S3Repository(Repository):
         head = self._head(key)
         sent = getattr(reader, "bytes", None)
         if head is None or (sent is not None and head.get("ContentLength") != sent):
-            self.delete(key)
-            raise StorageError("read-back of %s after upload shows %s bytes, %s were sent"
-                               % (self.describe(key), head and head.get("ContentLength"), sent))
+            error = StorageError("read-back of %s after upload shows %s bytes, %s were sent"
+                                 % (self.describe(key), head and head.get("ContentLength"), sent))
+            try:
+                self.delete(key)
+            except AccessDeniedError:
+                # A writer without delete permission (backup_iam): the short object stays for
+                # backup_retention's leftover sweep; the read-back failure is what to report.
+                error.message += "; the object could not be removed (access denied) and is left for backup_retention"
+            raise error
         return StoredObject(key, head.get("ContentLength"))
 
     @retried()

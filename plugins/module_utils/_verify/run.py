@@ -185,7 +185,7 @@ def plan_verify(request):
     key material, scratch server, client tools and scratch space."""
     _validate(request)
     repository = open_repository(request.repository)
-    repository.check_readable()
+    repository.check_readable(request.cluster)
     catalog = read_catalog(repository, request.cluster, with_verifications=False)
     entries = _choose(request, catalog)
     skipped = []
