@@ -11,9 +11,25 @@ PY          := $(VENV)/bin/python
 STAMP       := $(VENV)/.requirements.stamp
 COLL_ROOT   := $(ROOT)/.tmp/collections
 COLL_LINK   := $(COLL_ROOT)/ansible_collections/dbdr/backup
+# Collections we depend on come out of the `ansible` PyPI wheel (Galaxy is unreachable):
+# amazon.aws for buckets and IAM, community.docker + ansible.posix for molecule.
+ANSIBLE_PKG := ansible==12.3.0
+DEP_COLLECTIONS := amazon/aws community/docker ansible/posix
+WHEELS      := $(ROOT)/.tmp/wheels
+DEP_STAMP   := $(COLL_ROOT)/.deps-$(subst ==,-,$(ANSIBLE_PKG)).stamp
 
 # Debian packages the project needs on the machine running tests / the demo.
 DEB_PACKAGES := postgresql-15 postgresql-contrib gnupg zstd python3-venv gzip shellcheck
+# ... and for the molecule role tests: podman serves the Docker API (there is no Docker
+# engine), runc because crun fails on these hosts, debootstrap builds the base image (no registry).
+DEB_PACKAGES += podman runc debootstrap
+
+# Molecule: the image every scenario boots (tests/molecule/Containerfile) and the socket on
+# which podman serves the Docker API. `make molecule MOLECULE_ROLES="gpg_keys"` runs some roles only.
+MOLECULE_IMAGE      := localhost/dbdr-debian-systemd:bookworm
+PODMAN_SOCKET       := /run/podman/podman.sock
+CONTAINERS_CONF     := /etc/containers/containers.conf
+MOLECULE_ROLES      ?=
 
 # pytest exits 5 when it collects no test; that is a failure unless ALLOW_NO_TESTS=1
 # (then it is reported loudly, never silently).
@@ -24,13 +40,13 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
 export PATH := $(VENV)/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test deps venv collections unit integration sanity demo bench clean help
+.PHONY: test deps venv collections unit integration molecule podman molecule-image sanity demo bench clean help
 
 help:
-	@echo "targets: test (deps venv collections unit integration sanity), deps, venv,"
-	@echo "         collections, unit, integration, sanity, demo, bench, clean"
+	@echo "targets: test (deps venv collections unit integration molecule sanity), deps, venv,"
+	@echo "         collections, unit, integration, molecule, podman, molecule-image, sanity, demo, bench, clean"
 
-test: deps venv collections unit integration sanity
+test: deps venv collections unit integration molecule sanity
 	@$(PY) $(ROOT)/tests/summary.py $(ROOT)/.tmp/junit-unit.xml $(ROOT)/.tmp/junit-integration.xml
 
 deps:
@@ -54,12 +70,18 @@ $(STAMP): $(ROOT)/requirements.txt $(ROOT)/requirements-test.txt
 	$(PY) -m pip install --disable-pip-version-check -q -r $(ROOT)/requirements.txt -r $(ROOT)/requirements-test.txt
 	@touch $@
 
-collections:
+collections: $(DEP_STAMP)
 	@mkdir -p $(dir $(COLL_LINK))
 	@if [ "$$(readlink $(COLL_LINK) 2>/dev/null)" != "$(ROOT)" ]; then \
 	  rm -rf $(COLL_LINK); ln -s $(ROOT) $(COLL_LINK); \
 	fi
 	@echo "collections: $(COLL_LINK) -> $(ROOT)"
+
+$(DEP_STAMP): | venv
+	@mkdir -p $(WHEELS) $(COLL_ROOT)/ansible_collections
+	$(PY) -m pip download --disable-pip-version-check -q --no-deps "$(ANSIBLE_PKG)" -d $(WHEELS)
+	$(PY) $(ROOT)/scripts/extract_collections.py $(WHEELS) $(COLL_ROOT) $(DEP_COLLECTIONS)
+	@rm -f $(COLL_ROOT)/.deps-*.stamp; touch $@
 
 # Run pytest on a directory; exit status 5 (nothing collected) fails unless ALLOW_NO_TESTS=1.
 define run_pytest
@@ -80,6 +102,22 @@ unit: venv collections
 
 integration: venv collections
 	$(call run_pytest,tests/integration,integration)
+
+# Role tests: `molecule test` of every roles/*/molecule/*/ scenario, with the docker driver
+# talking to podman's Docker-compatible API.
+molecule podman molecule-image: export DOCKER_HOST := unix://$(PODMAN_SOCKET)
+
+molecule: deps venv collections molecule-image
+	$(ROOT)/tests/molecule/run_scenarios.sh $(MOLECULE_ROLES)
+
+# containers.conf settings podman needs here, and the API service (started once, left running).
+podman: deps venv
+	@if [ "$$(id -u)" -ne 0 ]; then echo "podman: the molecule set-up needs root" >&2; exit 1; fi
+	$(SYS_PYTHON) $(ROOT)/tests/molecule/containers_conf.py $(CONTAINERS_CONF)
+	$(ROOT)/tests/molecule/podman_api.sh $(PODMAN_SOCKET) $(PY)
+
+molecule-image: podman
+	$(ROOT)/tests/molecule/build_image.sh $(MOLECULE_IMAGE)
 
 sanity: venv
 	$(ROOT)/tests/sanity.sh
