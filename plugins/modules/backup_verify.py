@@ -141,7 +141,7 @@ EXAMPLES = r'''
   dbdr.backup.backup_verify:
     cluster: prod-main
     repository: {type: s3, bucket: acme-db-backups, prefix: pg}
-    encryption: {gnupghome: /etc/dbdr/gnupg, passphrase_file: /etc/dbdr/gpg-passphrase}
+    encryption: {gnupghome: /var/lib/dbdr/gnupg, passphrase_file: /etc/dbdr/gpg-passphrase}
     login_host: scratch-db.internal
     login_user: dbdr_verify
     level: restore

@@ -160,7 +160,7 @@ EXAMPLES = r'''
   dbdr.backup.restore:
     cluster: prod-main
     repository: {type: local, path: /var/backups/dbdr}
-    encryption: {gnupghome: /etc/dbdr/gnupg, passphrase_file: /etc/dbdr/key-passphrase}
+    encryption: {gnupghome: /var/lib/dbdr/gnupg, passphrase_file: /etc/dbdr/key-passphrase}
     databases: [app]
   check_mode: true
   register: restore_plan
@@ -169,7 +169,7 @@ EXAMPLES = r'''
   dbdr.backup.restore:
     cluster: prod-main
     repository: {type: s3, bucket: acme-db-backups, prefix: postgres, region: eu-central-1}
-    encryption: {gnupghome: /etc/dbdr/gnupg, passphrase: "{{ vault_backup_key_passphrase }}"}
+    encryption: {gnupghome: /var/lib/dbdr/gnupg, passphrase: "{{ vault_backup_key_passphrase }}"}
     before: "2026-11-20T03:00:00+00:00"
     databases: [app]
     mode: swap
@@ -181,7 +181,7 @@ EXAMPLES = r'''
   dbdr.backup.restore:
     cluster: prod-main
     repository: {type: local, path: /var/backups/dbdr}
-    encryption: {gnupghome: /etc/dbdr/gnupg}
+    encryption: {gnupghome: /var/lib/dbdr/gnupg}
     databases: [app]
     target_database: app_copy
     mode: new
@@ -190,7 +190,7 @@ EXAMPLES = r'''
   dbdr.backup.restore:
     cluster: prod-main
     repository: {type: local, path: /var/backups/dbdr}
-    encryption: {gnupghome: /etc/dbdr/gnupg}
+    encryption: {gnupghome: /var/lib/dbdr/gnupg}
     backup_id: 20261122T030000Z
     databases: [app]
     mode: tables
