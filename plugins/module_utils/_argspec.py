@@ -29,25 +29,21 @@ def postgres_argspec():
 
 def repository_argspec():
     """doc fragment dbdr.backup.repository"""
+    options = dict(
+        type=dict(type="str", default="local", choices=["local", "s3"]),
+        path=dict(type="path"),
+        bucket=dict(type="str"),
+        prefix=dict(type="str", default=""),
+        storage_class=dict(type="str", choices=["STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
+                                                "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE", "REDUCED_REDUNDANCY"]),
+        sse=dict(type="str", choices=["AES256", "aws:kms"]),
+        sse_kms_key_id=dict(type="str"),
+    )
+    # The S3 connection options, the same as the bucket modules take at the top level.
+    options.update(aws_argspec())
     return dict(
-        repository=dict(type="dict", required=True, options=dict(
-            type=dict(type="str", default="local", choices=["local", "s3"]),
-            path=dict(type="path"),
-            bucket=dict(type="str"),
-            prefix=dict(type="str", default=""),
-            region=dict(type="str"),
-            endpoint_url=dict(type="str"),
-            profile=dict(type="str"),
-            access_key=dict(type="str", no_log=True),
-            secret_key=dict(type="str", no_log=True),
-            session_token=dict(type="str", no_log=True),
-            storage_class=dict(type="str", choices=["STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
-                                                    "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE", "REDUCED_REDUNDANCY"]),
-            sse=dict(type="str", choices=["AES256", "aws:kms"]),
-            sse_kms_key_id=dict(type="str"),
-            validate_certs=dict(type="bool", default=True),
-            retries=dict(type="int", default=5),
-        ), required_if=[("type", "local", ["path"]), ("type", "s3", ["bucket"])]),
+        repository=dict(type="dict", required=True, options=options,
+                        required_if=[("type", "local", ["path"]), ("type", "s3", ["bucket"])]),
         cluster=dict(type="str", required=True),
     )
 

@@ -266,15 +266,8 @@ def test_writer_backs_up_but_cannot_delete_or_reconfigure(world, first_backup):
     assert result["audit_record"].startswith("%s/audit/" % CLUSTER)
 
     writer = _client(world["server"], world["keys"]["writer"])
-    assert _denied(writer.delete_object, Bucket=BUCKET, Key=dump) == "AccessDenied"
+    assert_tampering_refused(writer, dump)
     assert _denied(writer.delete_object, Bucket=BUCKET, Key=manifest) == "AccessDenied"
-    assert _denied(writer.delete_object, Bucket=BUCKET, Key=dump, VersionId="null") == "AccessDenied"
-    assert _denied(writer.put_bucket_lifecycle_configuration, Bucket=BUCKET,
-                   LifecycleConfiguration=LIFECYCLE) == "AccessDenied"
-    assert _denied(writer.put_bucket_policy, Bucket=BUCKET, Policy=json.dumps(OPEN_POLICY)) == "AccessDenied"
-    assert _denied(writer.put_bucket_versioning, Bucket=BUCKET,
-                   VersioningConfiguration={"Status": "Suspended"}) == "AccessDenied"
-    assert _denied(writer.delete_bucket, Bucket=BUCKET) == "AccessDenied"
     assert _denied(writer.put_object_acl, Bucket=BUCKET, Key=dump, ACL="public-read") == "AccessDenied"
     # Re-tagging a stored backup (into a class that expires sooner) is refused.
     assert _denied(writer.put_object_tagging, Bucket=BUCKET, Key=manifest,
@@ -284,6 +277,18 @@ def test_writer_backs_up_but_cannot_delete_or_reconfigure(world, first_backup):
         assert _denied(writer.put_object, Bucket=BUCKET, Key=key, Body=b"x") == "AccessDenied", key
     assert _denied(writer.get_object, Bucket=BUCKET, Key="%s/other-cluster/lock" % PREFIX) == "AccessDenied"
     assert sorted(backup_keys(world, backup_id)) == [dump, manifest]
+
+
+def assert_tampering_refused(writer, dump):
+    """Deleting a dump or one of its versions, and reconfiguring or deleting the bucket."""
+    assert _denied(writer.delete_object, Bucket=BUCKET, Key=dump) == "AccessDenied"
+    assert _denied(writer.delete_object, Bucket=BUCKET, Key=dump, VersionId="null") == "AccessDenied"
+    assert _denied(writer.put_bucket_lifecycle_configuration, Bucket=BUCKET,
+                   LifecycleConfiguration=LIFECYCLE) == "AccessDenied"
+    assert _denied(writer.put_bucket_policy, Bucket=BUCKET, Policy=json.dumps(OPEN_POLICY)) == "AccessDenied"
+    assert _denied(writer.put_bucket_versioning, Bucket=BUCKET,
+                   VersioningConfiguration={"Status": "Suspended"}) == "AccessDenied"
+    assert _denied(writer.delete_bucket, Bucket=BUCKET) == "AccessDenied"
 
 
 def test_explicit_denials_win_over_a_broad_grant(world, first_backup):
@@ -301,14 +306,7 @@ def test_explicit_denials_win_over_a_broad_grant(world, first_backup):
         # The broad grant is in effect...
         writer.put_object(Bucket=BUCKET, Key="elsewhere/broad", Body=b"x")
         # ...but every explicit Deny holds.
-        assert _denied(writer.delete_object, Bucket=BUCKET, Key=dump) == "AccessDenied"
-        assert _denied(writer.delete_object, Bucket=BUCKET, Key=dump, VersionId="null") == "AccessDenied"
-        assert _denied(writer.put_bucket_lifecycle_configuration, Bucket=BUCKET,
-                       LifecycleConfiguration=LIFECYCLE) == "AccessDenied"
-        assert _denied(writer.put_bucket_policy, Bucket=BUCKET, Policy=json.dumps(OPEN_POLICY)) == "AccessDenied"
-        assert _denied(writer.put_bucket_versioning, Bucket=BUCKET,
-                       VersioningConfiguration={"Status": "Suspended"}) == "AccessDenied"
-        assert _denied(writer.delete_bucket, Bucket=BUCKET) == "AccessDenied"
+        assert_tampering_refused(writer, dump)
         assert _denied(writer.delete_object, Bucket=BUCKET,
                        Key="%s/%s/audit/2026/11/20/x-backup.json" % (PREFIX, CLUSTER)) == "AccessDenied"
     finally:
@@ -330,7 +328,9 @@ def test_failed_backup_whose_cleanup_is_denied(world, pg_server, pg_sample, gnup
         assert len(proxy.faults()) == 1, (failed, proxy.log)
     assert failed["failed"] is True
     assert "manifest.json" in failed["msg"] and "InvalidRequest" in failed["msg"], failed["msg"]
-    assert "access denied" not in failed["msg"].lower()
+    # The message names what was left, and who removes it; the denied delete does not replace the cause.
+    assert "could not be removed" in failed["msg"] and "left for backup_retention" in failed["msg"], failed["msg"]
+    assert "app.pgdump.zst.gpg" in failed["msg"] and "access denied" not in failed["msg"].lower()
     leftovers = [backup_id for backup_id, names in stored_backups(world).items() if "manifest.json" not in names]
     assert len(leftovers) == 1
     leftover = leftovers[0]
@@ -345,7 +345,8 @@ def test_failed_backup_whose_cleanup_is_denied(world, pg_server, pg_sample, gnup
 
     # The next backup cannot remove the leftover either: it says so and succeeds.
     after = writer_backup(world, pg_server, gnupg_home, ansible_runner)
-    assert any(leftover in w and "could not remove" in w for w in after.get("warnings", [])), after.get("warnings")
+    assert any(leftover in w and "could not remove" in w and "backup_retention removes such leftovers" in w
+               for w in after.get("warnings", [])), after.get("warnings")
     assert backup_keys(world, leftover)
 
     # The pruner removes it (under the lock), deleting nothing else.
