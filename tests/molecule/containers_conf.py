@@ -30,7 +30,7 @@ def _current(text):
 
 def _satisfied(text):
     current = _current(text)
-    return all(current[table][key] == value for table, keys in WANTED.items() for key, (_, value) in keys.items())
+    return all(current[table][key] == value for table, keys in WANTED.items() for key, (_literal, value) in keys.items())
 
 
 def _value_end(lines, start):
@@ -52,7 +52,7 @@ def edit(text):
     """The text with our keys set in their tables; everything else unchanged."""
     lines = text.splitlines()
     for table, keys in WANTED.items():
-        for key, (literal, _) in keys.items():
+        for key, (literal, _value) in keys.items():
             setting = "%s = %s" % (key, literal)
             start = next((i for i, line in enumerate(lines)
                           if (m := _TABLE_RE.match(line)) and m.group(1) == table), None)
