@@ -13,6 +13,7 @@ import functools
 
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import (
     AccessDeniedError, NotFoundError, StorageError, TransientStorageError)
+from ansible_collections.dbdr.backup.plugins.module_utils._retry import retried
 
 try:
     import boto3
@@ -77,32 +78,34 @@ def typed_error(exc, what):
 def translate_errors(what):
     """Decorator: botocore exceptions from the wrapped call become typed errors naming `what`."""
     def decorator(func):
-        return _translating(func, lambda kwargs: what)
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            try:
+                return func(*args, **kwargs)
+            except ClientError as exc:
+                raise typed_error(exc, what)
+            except NoCredentialsError:
+                raise AccessDeniedError("%s: no AWS credentials found (set profile or access_key/secret_key, "
+                                        "or give the host an instance role)" % what)
+            except ParamValidationError as exc:
+                raise StorageError("%s: the AWS client refused the request (botocore too old for this feature?): %s"
+                                   % (what, exc))
+            except BotoCoreError as exc:
+                raise TransientStorageError("%s: %s" % (what, exc))
+        return wrapper
     return decorator
 
 
-def translate_errors_named():
-    """Like translate_errors, with the phrase taken from the call's `what` keyword argument
-    (for calls whose target, such as the bucket name, is only known at run time)."""
-    def decorator(func):
-        return _translating(func, lambda kwargs: kwargs["what"])
-    return decorator
-
-
-def _translating(func, describe):
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        what = describe(kwargs)
+def call(what, operation, missing=(), **kwargs):
+    """One AWS call with retries and typed errors; `what` names it in messages. An error whose
+    code is in `missing` (S3's way of saying "not configured") returns None."""
+    @retried()
+    @translate_errors(what)
+    def attempt():
         try:
-            return func(*args, **kwargs)
+            return operation(**kwargs)
         except ClientError as exc:
-            raise typed_error(exc, what)
-        except NoCredentialsError:
-            raise AccessDeniedError("%s: no AWS credentials found (set profile or access_key/secret_key, "
-                                    "or give the host an instance role)" % what)
-        except ParamValidationError as exc:
-            raise StorageError("%s: the AWS client refused the request (botocore too old for this feature?): %s"
-                               % (what, exc))
-        except BotoCoreError as exc:
-            raise TransientStorageError("%s: %s" % (what, exc))
-    return wrapper
+            if error_code(exc)[0] in missing:
+                return None
+            raise
+    return attempt()

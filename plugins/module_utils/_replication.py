@@ -17,12 +17,7 @@ import re
 
 from ansible_collections.dbdr.backup.plugins.module_utils import _aws as aws
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputError, NotFoundError
-from ansible_collections.dbdr.backup.plugins.module_utils._retry import retried
 
-try:
-    from botocore.exceptions import ClientError
-except ImportError:  # pragma: no cover - the module reports the missing library
-    ClientError = None
 
 # Replica storage classes that make sense for an offsite copy (the API also knows OUTPOSTS,
 # SNOW, EXPRESS_ONEZONE, FSX_OPENZFS, which cannot be replication targets of a normal bucket).
@@ -349,48 +344,33 @@ def plan(request, current):
 # --------------------------------------------------------------------------- S3
 
 
-def call_s3(what, operation, missing=(), **kwargs):
-    """One S3 call with retries and our typed errors; `what` names it in messages. An error whose
-    code is in `missing` (S3's way of saying "not configured") returns None."""
-    @retried()
-    @aws.translate_errors(what)
-    def call():
-        try:
-            return operation(**kwargs)
-        except ClientError as exc:
-            if aws.error_code(exc)[0] in missing:
-                return None
-            raise
-    return call()
-
-
 def read_configuration(client, bucket):
     """The bucket's ReplicationConfiguration (S3 shape) or None."""
-    answer = call_s3("read the replication configuration of s3://%s" % bucket, client.get_bucket_replication,
-                     missing=("ReplicationConfigurationNotFoundError",), Bucket=bucket)
+    answer = aws.call("read the replication configuration of s3://%s" % bucket, client.get_bucket_replication,
+                      missing=("ReplicationConfigurationNotFoundError",), Bucket=bucket)
     return answer["ReplicationConfiguration"] if answer else None
 
 
 def write(client, bucket, decided):
     """Carry out a Plan."""
     if decided.action == "put":
-        call_s3("write the replication configuration of s3://%s" % bucket, client.put_bucket_replication,
-                Bucket=bucket, ReplicationConfiguration=decided.document)
+        aws.call("write the replication configuration of s3://%s" % bucket, client.put_bucket_replication,
+                 Bucket=bucket, ReplicationConfiguration=decided.document)
     elif decided.action == "delete":
-        call_s3("delete the replication configuration of s3://%s" % bucket, client.delete_bucket_replication,
-                Bucket=bucket)
+        aws.call("delete the replication configuration of s3://%s" % bucket, client.delete_bucket_replication,
+                 Bucket=bucket)
 
 
 def versioning(client, bucket):
     """"Enabled", "Suspended" or None (never enabled)."""
-    answer = call_s3("read the versioning of s3://%s" % bucket, client.get_bucket_versioning, Bucket=bucket)
+    answer = aws.call("read the versioning of s3://%s" % bucket, client.get_bucket_versioning, Bucket=bucket)
     return answer.get("Status")
 
 
 def default_encryption(client, bucket):
     """The SSEAlgorithm of the bucket's default encryption rule, or None."""
-    answer = call_s3("read the default encryption of s3://%s" % bucket, client.get_bucket_encryption,
-                     missing=("ServerSideEncryptionConfigurationNotFoundError",), Bucket=bucket)
+    answer = aws.call("read the default encryption of s3://%s" % bucket, client.get_bucket_encryption,
+                      missing=("ServerSideEncryptionConfigurationNotFoundError",), Bucket=bucket)
     rules = ((answer or {}).get("ServerSideEncryptionConfiguration") or {}).get("Rules") or []
     for rule in rules:
         algorithm = (rule.get("ApplyServerSideEncryptionByDefault") or {}).get("SSEAlgorithm")
@@ -400,14 +380,14 @@ def default_encryption(client, bucket):
 
 
 def object_lock_enabled(client, bucket):
-    answer = call_s3("read the Object Lock configuration of s3://%s" % bucket, client.get_object_lock_configuration,
-                     missing=("ObjectLockConfigurationNotFoundError",), Bucket=bucket)
+    answer = aws.call("read the Object Lock configuration of s3://%s" % bucket, client.get_object_lock_configuration,
+                      missing=("ObjectLockConfigurationNotFoundError",), Bucket=bucket)
     return ((answer or {}).get("ObjectLockConfiguration") or {}).get("ObjectLockEnabled") == "Enabled"
 
 
 def location(client, bucket):
     """The bucket's region (S3 answers None for us-east-1 and EU for the oldest eu-west-1 buckets)."""
-    answer = call_s3("read the location of s3://%s" % bucket, client.get_bucket_location, Bucket=bucket)
+    answer = aws.call("read the location of s3://%s" % bucket, client.get_bucket_location, Bucket=bucket)
     constraint = answer.get("LocationConstraint")
     return {None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}.get(constraint, constraint)
 

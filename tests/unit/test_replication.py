@@ -12,6 +12,7 @@ import pytest
 botocore = pytest.importorskip("botocore")
 from botocore.exceptions import ClientError  # noqa: E402
 
+from ansible_collections.dbdr.backup.plugins.module_utils import _aws as aws  # noqa: E402
 from ansible_collections.dbdr.backup.plugins.module_utils import _replication as repl  # noqa: E402
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import (  # noqa: E402
     AccessDeniedError, InputError, NotFoundError, StorageError)
@@ -278,14 +279,14 @@ def raising(exc):
     return operation
 
 
-def test_call_s3_translates_errors_and_names_the_target():
+def test_aws_call_translates_errors_and_names_the_target():
     with pytest.raises(NotFoundError, match="read the versioning of s3://x: the bucket does not exist"):
-        repl.call_s3("read the versioning of s3://x", raising(client_error("NoSuchBucket", 404)))
+        aws.call("read the versioning of s3://x", raising(client_error("NoSuchBucket", 404)))
     with pytest.raises(AccessDeniedError, match="access denied"):
-        repl.call_s3("write", raising(client_error("AccessDenied", 403)))
+        aws.call("write", raising(client_error("AccessDenied", 403)))
     with pytest.raises(StorageError, match="MalformedXML"):
-        repl.call_s3("write", raising(client_error("MalformedXML", 400)))
+        aws.call("write", raising(client_error("MalformedXML", 400)))
     # "Not configured" answers are None, not errors.
-    assert repl.call_s3("read", raising(client_error("ReplicationConfigurationNotFoundError", 404)),
-                        missing=("ReplicationConfigurationNotFoundError",)) is None
-    assert repl.call_s3("read", lambda **kw: kw, Bucket="b") == {"Bucket": "b"}
+    assert aws.call("read", raising(client_error("ReplicationConfigurationNotFoundError", 404)),
+                    missing=("ReplicationConfigurationNotFoundError",)) is None
+    assert aws.call("read", lambda **kw: kw, Bucket="b") == {"Bucket": "b"}

@@ -16,13 +16,8 @@ import time
 
 from ansible_collections.dbdr.backup.plugins.module_utils import _aws as aws
 from ansible_collections.dbdr.backup.plugins.module_utils._errors import InputError
-from ansible_collections.dbdr.backup.plugins.module_utils._lifecycle.rules import MAX_RULES, RULE_ID_PREFIX, modern
-from ansible_collections.dbdr.backup.plugins.module_utils._retry import retried
+from ansible_collections.dbdr.backup.plugins.module_utils._lifecycle.rules import MAX_RULES, RULE_ID_PREFIX, modern, pruned
 
-try:
-    from botocore.exceptions import ClientError
-except ImportError:  # pragma: no cover - the module reports missing boto3
-    ClientError = Exception
 
 NO_CONFIGURATION = ("NoSuchLifecycleConfiguration",)
 
@@ -36,36 +31,23 @@ class Lifecycle:
 
 
 def read_lifecycle(client, bucket):
-    return _read(client, bucket, what="read the lifecycle configuration of bucket %s" % bucket)
-
-
-def write_lifecycle(client, bucket, lifecycle):
-    _write(client, bucket, lifecycle, what="write the lifecycle configuration of bucket %s" % bucket)
-
-
-@retried()
-@aws.translate_errors_named()
-def _read(client, bucket, what):
-    try:
-        answer = client.get_bucket_lifecycle_configuration(Bucket=bucket)
-    except ClientError as exc:
-        if aws.error_code(exc)[0] in NO_CONFIGURATION:
-            return Lifecycle([])
-        raise
+    answer = aws.call("read the lifecycle configuration of bucket %s" % bucket,
+                      client.get_bucket_lifecycle_configuration, missing=NO_CONFIGURATION, Bucket=bucket)
+    if answer is None:
+        return Lifecycle([])
     return Lifecycle(answer.get("Rules") or [], answer.get("TransitionDefaultMinimumObjectSize"))
 
 
-@retried()
-@aws.translate_errors_named()
-def _write(client, bucket, lifecycle, what):
+def write_lifecycle(client, bucket, lifecycle):
+    what = "write the lifecycle configuration of bucket %s" % bucket
     if not lifecycle.rules:
-        client.delete_bucket_lifecycle(Bucket=bucket)
+        aws.call(what, client.delete_bucket_lifecycle, Bucket=bucket)
         return
     args = {"Bucket": bucket, "LifecycleConfiguration": {"Rules": lifecycle.rules}}
     if lifecycle.minimum_object_size:
         # Keep the bucket's choice: S3 would otherwise reset it to its default on this write.
         args["TransitionDefaultMinimumObjectSize"] = lifecycle.minimum_object_size
-    client.put_bucket_lifecycle_configuration(**args)
+    aws.call(what, client.put_bucket_lifecycle_configuration, **args)
 
 
 def normal_filter(rule):
@@ -88,13 +70,8 @@ def normal_filter(rule):
     return filter_
 
 
-def _drop_empty(value):
-    if isinstance(value, dict):
-        cleaned = ((k, _drop_empty(v)) for k, v in value.items())
-        return dict((k, v) for k, v in cleaned if v is not None and v is not False and v != [] and v != {})
-    if isinstance(value, list):
-        return [_drop_empty(v) for v in value]
-    return value
+def _empty(value):
+    return value is None or value is False or value == [] or value == {}
 
 
 def normal_rule(rule):
@@ -109,7 +86,7 @@ def normal_rule(rule):
             for item in rule[key]:
                 if item.get("StorageClass"):
                     item["StorageClass"] = item["StorageClass"].upper()
-    return _drop_empty(rule)
+    return pruned(rule, _empty)
 
 
 def normal_rules(rules):

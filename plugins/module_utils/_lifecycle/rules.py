@@ -328,7 +328,7 @@ def check_raw_rule(index, rule):
         raise InputError("%s (%s): unknown key(s) %s" % (where, rule_id, ", ".join(unknown)))
     if not set(rule) & actions:
         raise InputError("%s (%s): the rule has no action (%s)" % (where, rule_id, ", ".join(sorted(actions))))
-    rule = without_none(rule)
+    rule = pruned(rule)   # null fields (YAML's `Date:` with no value) that botocore would refuse
     transitions = []
     for spot, item in enumerate(rule.get("Transitions") or []):
         if not isinstance(item, dict) or "Days" not in item or "StorageClass" not in item:
@@ -357,12 +357,13 @@ def check_raw_rule(index, rule):
     return modern(rule)
 
 
-def without_none(value):
-    """A rule without null fields (YAML's `Date:` with no value), which botocore would refuse."""
+def pruned(value, unwanted=lambda v: v is None):
+    """`value` with the dict entries that are `unwanted` (after pruning them) left out, at any depth."""
     if isinstance(value, dict):
-        return dict((k, without_none(v)) for k, v in value.items() if v is not None)
+        cleaned = ((k, pruned(v, unwanted)) for k, v in value.items())
+        return dict((k, v) for k, v in cleaned if not unwanted(v))
     if isinstance(value, list):
-        return [without_none(v) for v in value]
+        return [pruned(v, unwanted) for v in value]
     return value
 
 
